@@ -1,0 +1,3 @@
+"""robustlab: adversarial training, trustworthy robustness evaluation and analysis in PyTorch."""
+
+__version__ = "0.1.0"

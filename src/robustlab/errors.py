@@ -1,0 +1,17 @@
+"""Errors a user can cause. The CLI prints their message and exits with code 2, no traceback."""
+
+
+class UserError(Exception):
+    """Something the user can fix: a bad config, a missing or corrupt file, an out-of-range value."""
+
+
+class ConfigError(UserError):
+    """A config key that is unknown, ill-typed or out of range; the message names the key and file."""
+
+
+class DataError(UserError):
+    """A dataset that is missing, truncated, corrupt or fails its checksum."""
+
+
+class ThreatViolation(RuntimeError):
+    """An adversarial example outside its threat model. This is a bug in an attack, never clipped away."""
