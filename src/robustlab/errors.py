@@ -2,11 +2,11 @@
 
 
 class UserError(Exception):
-    """Something the user can fix: a bad config, a missing or corrupt file, an out-of-range value."""
+    """Something the user can fix: a bad config, a missing or corrupt file, a value out of range."""
 
 
 class ConfigError(UserError):
-    """A config key that is unknown, ill-typed or out of range; the message names the key and file."""
+    """A config key that is unknown, ill-typed or out of range; the message names key and file."""
 
 
 class DataError(UserError):
@@ -14,4 +14,4 @@ class DataError(UserError):
 
 
 class ThreatViolation(RuntimeError):
-    """An adversarial example outside its threat model. This is a bug in an attack, never clipped away."""
+    """An adversarial example outside its threat model: a bug in an attack, never clipped away."""

@@ -1,0 +1,37 @@
+"""Options and printing shared by the command modules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_runs_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-dir", default=None,
+                   help="root folder of run folders and the SQLite index (default: runs/, or "
+                        "the config's run.runs_dir)")
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.epochs=5 (repeatable)")
+    add_runs_dir(p)
+    p.add_argument("--data-dir", default=None, help="look for (and download) datasets here first")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def console():
+    from rich.console import Console
+
+    return Console(file=sys.stdout, soft_wrap=True)
+
+
+def fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if abs(v) >= 1e6:
+            return f"{v:.3e}"
+        return f"{v:.{digits}g}"
+    return str(v)
