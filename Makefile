@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: quickstart test data lint clean
+.PHONY: quickstart test data lint clean bench-deps
 
 quickstart: $(STAMP) data
 	$(PY) -m robustlab run examples/quickstart.toml
@@ -26,6 +26,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0 || $(PY) -m pip install -q torch
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# Bench-only: torchattacks' own requirements pull torchvision, which it does not need to import.
+bench-deps: $(STAMP)
+	$(PY) -m pip install -q --no-deps torchattacks==3.5.1
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
