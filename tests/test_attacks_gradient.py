@@ -39,10 +39,16 @@ def blob_model():
     x, y = _blobs(2000, gen, means)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, N_CLASSES))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
+    # One thread: on a shared, busy CPU, thread contention makes this tiny loop ten times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(150):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     x_test, y_test = _blobs(64, gen, means)
     assert _accuracy(model, x_test, y_test) == 1.0
@@ -139,26 +145,39 @@ def test_attack_breaks_undefended_model(blob_model, name, norm):
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.12), ("l2", 0.8)])
 def test_apgd_at_least_as_strong_as_pgd(blob_model, norm, eps):
-    """At the same 100 iterations APGD-CE reaches a higher cross-entropy than PGD (run without
-    early stop, so it too maximises the loss) on the points both leave robust, and APGD-CE or
-    APGD-DLR breaks about as many points (a higher cross-entropy is not always a misclassification,
-    so on this ReLU network PGD can win a point by luck of its start)."""
+    """At the same 100 iterations, both started from the clean input (deterministic), APGD-CE
+    breaks at least as many points as PGD and reaches a higher cross-entropy on the points both
+    leave robust. With their default random starts (AutoAttack's on the ball's surface, Madry's
+    inside it) APGD-CE's robust accuracy stays within 4 of 64 points of PGD's: on this undefended
+    network the surface start costs APGD a few points, so the tolerance is needed and named."""
     model, x, y = blob_model
     threat = LpThreat(norm, eps)
-    torch.manual_seed(0)
-    pgd = PGD(threat, steps=100, early_stop=False)(model, x, y)
-    torch.manual_seed(0)
-    apgd = APGD(threat, steps=100)(model, x, y)
-    torch.manual_seed(0)
-    apgd_dlr = make_attack("apgd-dlr", threat, steps=100)(model, x, y)
+    pgd = PGD(threat, steps=100, random_start=False, early_stop=False)(model, x, y)
+    apgd = APGD(threat, steps=100, random_start=False)(model, x, y)
     # A budget where the attack matters: PGD neither fails nor wins outright.
     assert 5 < int(pgd.success.sum()) < 60
-    assert int(max(apgd.success.sum(), apgd_dlr.success.sum())) >= int(pgd.success.sum()) - 1
+    assert int(apgd.success.sum()) >= int(pgd.success.sum())
     both = ~pgd.success & ~apgd.success
     with torch.no_grad():
         loss_pgd = float(ce(model(pgd.x_adv), y)[both].mean())
         loss_apgd = float(ce(model(apgd.x_adv), y)[both].mean())
     assert loss_apgd > loss_pgd
+    for seed in range(2):
+        torch.manual_seed(seed)
+        pgd_rs = PGD(threat, steps=100)(model, x, y)
+        torch.manual_seed(seed)
+        apgd_rs = APGD(threat, steps=100)(model, x, y)
+        assert int(apgd_rs.success.sum()) >= int(pgd_rs.success.sum()) - 4
+
+
+def test_apgd_without_random_start_is_deterministic(blob_model):
+    model, x, y = blob_model
+    attack = APGD(LpThreat("l2", 0.7), steps=30, random_start=False)
+    torch.manual_seed(0)
+    a = attack(model, x, y)
+    torch.manual_seed(1)
+    b = attack(model, x, y)
+    assert torch.equal(a.x_adv, b.x_adv)
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
@@ -214,6 +233,8 @@ def test_fgsm_random_start_stays_in_ball(blob_model):
     assert float(((res.x_adv - x).abs() > 0.99 * eps).float().mean()) > 0.3
     with pytest.raises(UserError, match="linf"):
         FGSM(LpThreat("l2", 1.0))
+    with pytest.raises(UserError, match="n_fgsm_perturbation"):
+        FGSM(LpThreat("linf", eps), clip_delta=False)
 
 
 def test_n_fgsm_is_not_clipped_to_the_ball(blob_model):

@@ -53,15 +53,23 @@ class APGD(Attack):
     last checkpoint (the authors' code uses ≤, the paper <), or if its step was not halved and
     its best loss did not improve since the last checkpoint; a halved example restarts from its
     best point. ``loss`` is ``ce`` (APGD-CE) or ``dlr`` (APGD-DLR); ``cw`` also works.
+
+    ``random_start`` (default on, as in AutoAttack) starts each run from a random point on the
+    surface of the ball; off, every run starts from the clean input, which is deterministic and on
+    undefended models often a little stronger, but is not AutoAttack's setting.
     """
 
     name = "apgd-ce"
 
     def __init__(self, threat: LpThreat, steps: int = 100, restarts: int = 1, loss: str = "ce",
-                 rho: float = 0.75, alpha: float = 0.75, l1_sparsity: float = L1_SPARSITY):
+                 rho: float = 0.75, alpha: float = 0.75, l1_sparsity: float = L1_SPARSITY,
+                 random_start: bool = True):
         if steps < 1 or restarts < 1:
             raise UserError(f"apgd: steps and restarts must be >= 1, got {steps} and {restarts}")
+        if not 0 < l1_sparsity <= 1:
+            raise UserError(f"apgd: l1_sparsity must be in (0, 1], got {l1_sparsity}")
         self.threat = threat
+        self.random_start = random_start
         self.steps, self.restarts = int(steps), int(restarts)
         self.loss, self.rho, self.alpha = loss, rho, alpha
         self.l1_sparsity = l1_sparsity
@@ -81,7 +89,7 @@ class APGD(Attack):
         def sub(i):
             return tuple(a[i] for a in args)
 
-        x_adv = autoattack_start(x, threat)
+        x_adv = autoattack_start(x, threat) if self.random_start else x.clone()
         logits, loss, grad = input_gradient(model, x_adv, loss_fn, *args)
         done = is_success(logits, y)
         out = x_adv.clone()
@@ -175,9 +183,9 @@ class APGDT(APGD):
 
     def __init__(self, threat: LpThreat, steps: int = 100, n_target_classes: int = 9,
                  restarts: int = 1, loss: str = "dlr", rho: float = 0.75, alpha: float = 0.75,
-                 l1_sparsity: float = L1_SPARSITY):
+                 l1_sparsity: float = L1_SPARSITY, random_start: bool = True):
         super().__init__(threat, steps=steps, restarts=restarts, loss=loss, rho=rho,
-                         alpha=alpha, l1_sparsity=l1_sparsity)
+                         alpha=alpha, l1_sparsity=l1_sparsity, random_start=random_start)
         if n_target_classes < 1:
             raise UserError(f"apgd-t: n_target_classes must be >= 1, got {n_target_classes}")
         self.n_target_classes = int(n_target_classes)
@@ -205,6 +213,7 @@ class APGDDLR(APGD):
     name = "apgd-dlr"
 
     def __init__(self, threat: LpThreat, steps: int = 100, restarts: int = 1, loss: str = "dlr",
-                 rho: float = 0.75, alpha: float = 0.75, l1_sparsity: float = L1_SPARSITY):
+                 rho: float = 0.75, alpha: float = 0.75, l1_sparsity: float = L1_SPARSITY,
+                 random_start: bool = True):
         super().__init__(threat, steps=steps, restarts=restarts, loss=loss, rho=rho,
-                         alpha=alpha, l1_sparsity=l1_sparsity)
+                         alpha=alpha, l1_sparsity=l1_sparsity, random_start=random_start)

@@ -17,18 +17,26 @@ from .pgd import input_gradient, is_success, random_start, steepest_step
 class FGSM(Attack):
     """One signed-gradient step of ``step_size`` (default ε, Goodfellow et al. 2015), projected
     back into the ℓ∞ ball and the box. With ``random_start`` the step starts from a uniform point
-    of the ball, as in Wong et al. (2020), who pair it with a step of 1.25·ε for training."""
+    of the ball, as in Wong et al. (2020), who pair it with a step of 1.25·ε for training.
+
+    ``clip_delta`` must stay True: an :class:`Attack`'s output is threat-checked, so it cannot
+    leave the ball. For an unclipped training perturbation use :func:`n_fgsm_perturbation`."""
 
     name = "fgsm"
 
     def __init__(self, threat: LpThreat, random_start: bool = False,
-                 step_size: float | None = None, loss: str = "ce"):
+                 step_size: float | None = None, clip_delta: bool = True, loss: str = "ce"):
+        if not clip_delta:
+            raise UserError("fgsm: clip_delta=False would leave the threat model, which an attack "
+                            "may not; use robustlab.attacks.fgsm.n_fgsm_perturbation for an "
+                            "unclipped training-time perturbation")
         if threat.norm != "linf":
             raise UserError(f"fgsm is defined for linf threat models, got {threat.norm}; "
                             f"use pgd with steps=1 for {threat.norm}")
         self.threat = threat
         self.random_start = random_start
         self.step_size = threat.eps if step_size is None else float(step_size)
+        self.clip_delta = clip_delta
         self.loss = loss
         self._loss_fn = get_loss(loss)
 

@@ -119,7 +119,9 @@ class PGD(TargetMixin, Attack):
     the ball. With ``early_stop`` (AutoAttack-style, Croce & Hein 2020) an example stops moving
     once the attack's goal is met, and restarts run only on examples not yet broken; the best
     point per example is the first success, else the highest final loss. Without it (adversarial
-    training) every example takes every step and the restart with the highest loss wins.
+    training) every example takes every step and a restart replaces the kept point if it succeeds
+    where the kept one did not, or succeeds equally with a higher loss. ``success`` comes from a
+    final forward pass on the returned points.
     """
 
     name = "pgd"
@@ -194,10 +196,13 @@ class PGD(TargetMixin, Attack):
             if self.early_stop:
                 better = ~success[todo] & (ok | (loss > best_loss[todo]))
             else:
-                better = loss > best_loss[todo]
+                was = success[todo]
+                better = (ok & ~was) | ((ok == was) & (loss > best_loss[todo]))
             sel = todo[better]
             best_x[sel], best_loss[sel] = xa[better], loss[better]
             success[sel] = ok[better]
+        with torch.no_grad():
+            success = is_success(model(best_x), y, goal)
         return AttackResult(best_x, success, self._extras(target))
 
     def _extras(self, target):

@@ -23,9 +23,20 @@ ATTACKS: dict[str, type] = {
     "apgd-t": APGDT,
 }
 
-# Attacks in modules that may be absent from a partial checkout: (name, module, class).
+# Attacks in other modules, imported on first use of the registry: (name, module, class).
+# Modules outside this package are given with their full path.
 _OPTIONAL = (("fab", "fab", "FAB"), ("fab-t", "fab", "FABTargeted"),
-             ("square", "square", "SquareAttack"))
+             ("square", "square", "SquareAttack"),
+             ("trades-kl", "trades", "TradesKL"),
+             # Minimal-distortion attacks (unbounded; they set their own threat model).
+             ("cw-l2", "cw", "CarliniWagnerL2"), ("ead", "ead", "EAD"),
+             ("ifgsm-search", "eps_search", "IFGSMSearch"),
+             ("fgsm-search", "eps_search", "FGSMSearch"),
+             # Spatial attacks take a robustlab.spatial.SpatialThreat.
+             ("spatial-grid", "robustlab.spatial.attacks", "GridAttack"),
+             ("spatial-random", "robustlab.spatial.attacks", "RandomSpatial"),
+             ("spatial-first-order", "robustlab.spatial.attacks", "FirstOrderSpatial"),
+             ("spatial-grid-linf", "robustlab.spatial.attacks", "GridLinf"))
 
 
 def register(name: str, cls: type) -> type:
@@ -38,10 +49,11 @@ def _register_optional() -> None:
     for name, module, cls_name in _OPTIONAL:
         if name in ATTACKS:
             continue
+        path = module if "." in module else f"{__package__}.{module}"
         try:
-            mod = importlib.import_module(f"{__package__}.{module}")
+            mod = importlib.import_module(path)
         except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.{module}":
+            if e.name != path:
                 raise
             continue
         cls = getattr(mod, cls_name, None)
@@ -50,6 +62,8 @@ def _register_optional() -> None:
 
 
 _register_optional()
+if "spatial-random" in ATTACKS:
+    ATTACKS["spatial-worst-of-10"] = ATTACKS["spatial-random"]
 
 
 def list_attacks() -> list[str]:
@@ -65,6 +79,8 @@ def get_attack_class(name: str) -> type:
 def make_attack(name: str, threat: LpThreat, **settings):
     """The attack ``name`` under ``threat`` with keyword ``settings`` (e.g. steps, restarts)."""
     cls = get_attack_class(name)
+    if name == "spatial-worst-of-10":
+        settings = {"k": 10, **settings}
     params = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = [] if takes_any else [k for k in settings
@@ -73,4 +89,6 @@ def make_attack(name: str, threat: LpThreat, **settings):
         known = [p for p in params if p not in ("self", "threat")]
         raise UserError(f"attack {name!r} has no setting {', '.join(map(repr, unknown))}; "
                         f"its settings: {', '.join(known)}")
+    if "threat" not in params:  # unbounded attacks choose their own threat model
+        return cls(**settings)
     return cls(threat, **settings)

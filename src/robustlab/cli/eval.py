@@ -21,7 +21,10 @@ def register(sub) -> None:
                    help="which weights of a run folder (default: model, the final weights)")
     p.add_argument("--dataset", default="",
                    help="dataset name (default: the one the run folder was trained on)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--data-path", default="", help="the file, for --dataset npz")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="dataset split (val: the 5000 examples carved from training with the "
+                        "default seed; default test)")
     p.add_argument("--n", type=int, default=1000,
                    help="evaluate the first N examples of the split (0: all; default 1000)")
     p.add_argument("--norm", default="linf", help="threat model: linf, l2 or l1")
@@ -34,8 +37,10 @@ def register(sub) -> None:
                         "(for randomised defences), custom (with --attacks)")
     p.add_argument("--attacks", default="",
                    help="comma-separated attack names for --version custom, run in turn")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=500,
+                   help="examples per attack call (default 500)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the attacks' randomness; each (attack, batch) is seeded from it")
     p.add_argument("--bn", default="clean", choices=("clean", "adv"),
                    help="with a mixture-BN model, which batch-norm set to evaluate")
     p.add_argument("--save-adv", action="store_true",
@@ -76,7 +81,8 @@ def cmd_eval(args) -> int:
         if attacks and args.version != "custom":
             raise UserError("--attacks is for --version custom")
         spec = EvalSpec(model=args.model, weights=args.weights, dataset=args.dataset,
-                        data_dir=args.data_dir, split=args.split, n=args.n, norm=args.norm,
+                        data_dir=args.data_dir, data_path=args.data_path, split=args.split,
+                        n=args.n, norm=args.norm,
                         eps=list(args.eps), version=args.version, attacks=attacks,
                         batch_size=args.batch_size, seed=args.seed, bn=args.bn,
                         save_adv=args.save_adv, masking=not args.no_masking_checks,

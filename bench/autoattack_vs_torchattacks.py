@@ -1,0 +1,105 @@
+"""robustlab's AutoAttack suites against torchattacks' AutoAttack, in one process.
+
+Same model, same 1000 Fashion-MNIST test images, ε = 0.1 in ℓ∞. Prints robust accuracy and wall
+time of torchattacks' standard AutoAttack, robustlab `standard` and robustlab `fast`, and the
+ratios. torchattacks is a bench-only extra: `make bench-deps` installs it with --no-deps
+(it imports without torchvision).
+
+    .venv/bin/python bench/autoattack_vs_torchattacks.py [--model RUN_OR_FILE] [--n 1000]
+
+Without --model it first trains the benchmark model: the quickstart recipe (3-epoch
+FGSM-with-random-start cnn-small), into bench/runs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+import robustlab
+from robustlab import data
+from robustlab.attacks.autoattack import build_suite
+from robustlab.evaluation import evaluate
+from robustlab.threat import LpThreat
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def benchmark_model(path: str | None):
+    if path:
+        return robustlab.load_model(path), path
+    from robustlab.config import load_config
+    from robustlab.experiments.train import train_experiment
+
+    cfg = load_config(ROOT / "examples" / "quickstart.toml")
+    cfg.run.runs_dir = str(ROOT / "bench" / "runs")
+    cfg.run.name = "bench-model"
+    run = train_experiment(cfg, evaluate_test=False)
+    return robustlab.load_model(run.path), str(run.path)
+
+
+def accuracy(model, x, y) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="run folder or .safetensors (default: train)")
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument("--skip-torchattacks", action="store_true")
+    args = p.parse_args()
+    model, where = benchmark_model(args.model)
+    model.eval()
+    test = data.load("fashion-mnist", "test")
+    x, y = test.float_images()[: args.n], test.labels[: args.n]
+    threat = LpThreat("linf", args.eps)
+    print(f"model {where}; {args.n} Fashion-MNIST test images; linf eps={args.eps}; "
+          f"{torch.get_num_threads()} threads")
+    print(f"clean accuracy {accuracy(model, x, y):.4f}")
+    rows = []
+    if not args.skip_torchattacks:
+        import torchattacks
+
+        aa = torchattacks.AutoAttack(model, norm="Linf", eps=args.eps, version="standard",
+                                     n_classes=10, seed=0)
+        t = time.perf_counter()
+        x_adv = torch.cat([aa(x[i:i + 500], y[i:i + 500]) for i in range(0, len(x), 500)])
+        secs = time.perf_counter() - t
+        ok = threat.contains(x_adv, x)
+        robust = (ok & (model(x_adv).argmax(1) == y)) | (~ok & (model(x).argmax(1) == y))
+        rows.append(("torchattacks AutoAttack standard", float(robust.float().mean()), secs))
+    for version in ("standard", "fast"):
+        suite = build_suite(version, threat, num_classes=10)
+        t = time.perf_counter()
+        res = evaluate(model, x, y, threat, suite, batch_size=500)
+        secs = time.perf_counter() - t
+        rows.append((f"robustlab {version}", res.robust_accuracy, secs))
+        stages = ", ".join(f"{s['attack']} {s['robust_accuracy']:.4f} ({s['seconds']:.0f}s)"
+                           for s in res.stages)
+        print(f"  robustlab {version}: {stages}")
+    print()
+    print(f"{'suite':<36}{'robust acc':>12}{'seconds':>10}")
+    for name, acc, secs in rows:
+        print(f"{name:<36}{acc:>12.4f}{secs:>10.1f}")
+    ref = rows[0] if not args.skip_torchattacks else None
+    if ref:
+        std, fast = rows[1], rows[2]
+        print()
+        print(f"time ratio robustlab standard / torchattacks = {std[2] / ref[2]:.3f} "
+              f"(target <= 1, aim 0.7)")
+        print(f"time ratio robustlab fast / torchattacks     = {fast[2] / ref[2]:.3f} "
+              f"(target <= 0.2)")
+        print(f"robust acc robustlab standard - torchattacks = {100 * (std[1] - ref[1]):+.2f} "
+              f"points (target <= +0.3)")
+    std, fast = [r for r in rows if r[0].startswith("robustlab")]
+    print(f"robust acc robustlab fast - standard         = {100 * (fast[1] - std[1]):+.2f} "
+          f"points (target within 0.5)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Robust accuracy the AutoAttack way: attacks run in turn, each only on the points still robust,
+and every adversarial example is re-checked (threat model, then a fresh forward pass) before it
+counts.
+
+The evaluation is a sequence of (attack, batch) units. Each unit seeds the RNG from its own
+coordinates, so its outcome does not depend on what ran before it in this process; with the state
+saved after every unit (:class:`EvalState`), an interrupted evaluation resumes to exactly the
+result of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..attacks.base import Attack, model_mode
+from ..passes import PassCount, count_passes
+from ..progress import progress_bar
+from ..threat import LpThreat
+
+ROBUST, CLEAN_WRONG = -2, -1  # codes in EvalState.broken_by besides an attack's index
+
+
+@dataclass
+class EvalState:
+    """Where an evaluation stands; plain tensors and numbers, saved with ``torch.save`` and read
+    back with ``weights_only=True``."""
+
+    broken_by: torch.Tensor                 # int64 per example: ROBUST, CLEAN_WRONG or attack k
+    stage: int = 0                          # attacks finished
+    position: int = 0                       # robust points of the current attack finished
+    stage_seconds: list = field(default_factory=list)
+    forward: int = 0
+    backward: int = 0
+    seconds: float = 0.0
+    x_adv: torch.Tensor | None = None       # kept when saving adversarial examples
+    initialised: bool = False
+
+    def to_dict(self) -> dict:
+        d = {"broken_by": self.broken_by, "stage": self.stage, "position": self.position,
+             "stage_seconds": torch.tensor(self.stage_seconds, dtype=torch.float64),
+             "forward": self.forward, "backward": self.backward, "seconds": self.seconds,
+             "initialised": self.initialised}
+        if self.x_adv is not None:
+            d["x_adv"] = self.x_adv
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EvalState:
+        return cls(broken_by=d["broken_by"].long(), stage=int(d["stage"]),
+                   position=int(d["position"]),
+                   stage_seconds=[float(s) for s in d["stage_seconds"].tolist()],
+                   forward=int(d["forward"]), backward=int(d["backward"]),
+                   seconds=float(d["seconds"]), x_adv=d.get("x_adv"),
+                   initialised=bool(d["initialised"]))
+
+
+@dataclass
+class EvalResult:
+    threat: dict
+    n_examples: int
+    clean_accuracy: float
+    robust_accuracy: float
+    # After each attack, in order: {"attack", "robust_accuracy", "broken", "seconds"}.
+    stages: list[dict] = field(default_factory=list)
+    # Per example: None robust, "clean" misclassified without attack, else the attack's name.
+    broken_by: list = field(default_factory=list)
+    wall_seconds: float = 0.0
+    passes: dict = field(default_factory=dict)
+    robust_mask: torch.Tensor | None = None
+    x_adv: torch.Tensor | None = None
+
+    def to_dict(self, per_example: bool = True) -> dict:
+        d = {"threat": self.threat, "n_examples": self.n_examples,
+             "clean_accuracy": self.clean_accuracy, "robust_accuracy": self.robust_accuracy,
+             "stages": self.stages, "wall_seconds": self.wall_seconds, **self.passes}
+        if per_example:
+            d["broken_by"] = self.broken_by
+        return d
+
+
+def attack_name(attack) -> str:
+    return getattr(attack, "label", None) or getattr(attack, "name", type(attack).__name__)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    with model_mode(model, False):
+        return torch.cat([model(x[i:i + batch_size]).argmax(1)
+                          for i in range(0, len(x), batch_size)]) if len(x) else \
+            torch.zeros(0, dtype=torch.long, device=x.device)
+
+
+def _unit_seed(seed: int, stage: int, position: int) -> int:
+    return (seed * 1_000_003 + stage * 10_007 + position) % (2**63 - 1)
+
+
+def summarise(state: EvalState, attacks: Sequence, threat: LpThreat) -> EvalResult:
+    names = [attack_name(a) for a in attacks]
+    b = state.broken_by
+    n = len(b)
+    clean_ok = b != CLEAN_WRONG
+    stages = []
+    for k, name in enumerate(names[:state.stage]):
+        robust_after = clean_ok & ((b == ROBUST) | (b > k))
+        stages.append({"attack": name, "robust_accuracy": float(robust_after.float().mean())
+                       if n else 0.0, "broken": int((b == k).sum()),
+                       "seconds": state.stage_seconds[k] if k < len(state.stage_seconds)
+                       else 0.0})
+    robust = b == ROBUST
+    return EvalResult(
+        threat=threat.to_dict(), n_examples=n,
+        clean_accuracy=float(clean_ok.float().mean()) if n else 0.0,
+        robust_accuracy=float(robust.float().mean()) if n else 0.0, stages=stages,
+        broken_by=[None if v == ROBUST else ("clean" if v == CLEAN_WRONG else names[v])
+                   for v in b.tolist()],
+        wall_seconds=state.seconds,
+        passes={"forward_examples": state.forward, "backward_examples": state.backward},
+        robust_mask=robust.cpu(), x_adv=state.x_adv)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: LpThreat,
+             attacks: Sequence[Attack], *, batch_size: int = 500, keep_adv: bool = False,
+             seed: int = 0, state: EvalState | None = None,
+             on_unit: Callable[[EvalState], None] | None = None,
+             quiet: bool | None = None) -> EvalResult:
+    """Robust accuracy of ``model`` on ``(x, y)`` under ``threat`` against ``attacks`` in turn.
+
+    Works for any ``nn.Module`` that takes images in [0, 1]. Each attack sees only the points no
+    earlier attack broke; an example counts as broken only if its adversarial example is inside
+    the threat model and a fresh forward pass misclassifies it. ``state`` continues an
+    interrupted evaluation; ``on_unit`` is called after every (attack, batch) unit, to save it.
+    """
+    params = list(model.parameters())
+    device = params[0].device if params else x.device
+    x, y = x.to(device), y.to(device)
+    n = len(x)
+    if state is None:
+        state = EvalState(broken_by=torch.full((n,), ROBUST, dtype=torch.long))
+    if keep_adv and state.x_adv is None:
+        state.x_adv = x.detach().cpu().clone()
+    passes = PassCount(state.forward, state.backward)
+    t_start, seconds0 = time.time(), state.seconds
+
+    def sync():
+        state.forward, state.backward = passes.forward, passes.backward
+        state.seconds = seconds0 + time.time() - t_start
+
+    with count_passes(model, passes):
+        if not state.initialised:
+            wrong = predict(model, x, batch_size).cpu() != y.cpu()
+            state.broken_by[wrong] = CLEAN_WRONG
+            state.initialised = True
+            sync()
+            if on_unit:
+                on_unit(state)
+        for k in range(state.stage, len(attacks)):
+            attack = attacks[k]
+            name = attack_name(attack)
+            # The points robust when this attack started: those not broken, or broken by it.
+            todo = ((state.broken_by == ROBUST) | (state.broken_by == k)).nonzero().flatten()
+            while len(state.stage_seconds) <= k:
+                state.stage_seconds.append(0.0)
+            with progress_bar(name, total=len(todo), unit="img", quiet=quiet) as bar:
+                bar.advance(state.position)
+                while state.position < len(todo):
+                    t_unit = time.time()
+                    b = todo[state.position:state.position + batch_size]
+                    bd = b.to(device)
+                    torch.manual_seed(_unit_seed(seed, k, state.position))
+                    res = attack(model, x[bd], y[bd])
+                    threat.check(res.x_adv, x[bd], source=name)
+                    with torch.no_grad(), model_mode(model, False):
+                        fooled = (model(res.x_adv).argmax(1) != y[bd]).cpu()
+                    state.broken_by[b[fooled]] = k
+                    if keep_adv:
+                        state.x_adv[b[fooled]] = res.x_adv[fooled.to(device)].detach().cpu()
+                    state.position += len(b)
+                    state.stage_seconds[k] += time.time() - t_unit
+                    robust_now = int((state.broken_by == ROBUST).sum())
+                    bar.advance(len(b), info=f"robust {robust_now}/{n}")
+                    sync()
+                    if on_unit:
+                        on_unit(state)
+            state.stage += 1
+            state.position = 0
+            sync()
+            if on_unit:
+                on_unit(state)
+    return summarise(state, attacks, threat)

@@ -1,0 +1,65 @@
+"""What every experiment does first: pick the device, seed, load the data and build the model
+from a config."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import Config
+from ..errors import UserError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but no CUDA GPU is available")
+    return dev
+
+
+def setup(cfg: Config, rank: int = 0) -> torch.device:
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    # Model init uses the run's seed (DDP broadcasts rank 0's weights anyway); each rank then
+    # draws its own attack noise.
+    torch.manual_seed(cfg.run.seed)
+    return resolve_device(cfg.run.device)
+
+
+def load_splits(cfg: Config):
+    """(train, val, test) ImageData; val is None when val_size is 0."""
+    from .. import data
+
+    kw = dict(data_dir=cfg.data.data_dir or None, val_size=cfg.data.val_size,
+              val_seed=cfg.data.val_seed)
+    if cfg.data.name == "npz":
+        if not cfg.data.path:
+            raise UserError("data.path: the npz dataset needs the path of its file")
+        kw["path"] = cfg.data.path
+    train = data.load(cfg.data.name, "train", **kw)
+    val = data.load(cfg.data.name, "val", **kw) if cfg.data.val_size > 0 else None
+    if cfg.data.name == "npz" and cfg.data.test_path:
+        kw.update(path=cfg.data.test_path, val_size=0)
+    test = data.load(cfg.data.name, "test", **kw)
+    extra = None
+    if cfg.data.extra_npz:
+        extra = data.load("npz", "train", path=cfg.data.extra_npz)
+        if extra.images.shape[1:] != train.images.shape[1:]:
+            raise UserError(f"data.extra_npz: images of shape {tuple(extra.images.shape[1:])} "
+                            f"do not match {cfg.data.name}'s {tuple(train.images.shape[1:])}")
+    return train, val, test, extra
+
+
+def build_model(cfg: Config, spec) -> torch.nn.Module:
+    from .. import models
+
+    kw = {}
+    if cfg.model.width:
+        kw["width"] = cfg.model.width
+    return models.create(cfg.model.arch, num_classes=spec.num_classes,
+                         in_channels=spec.in_channels, norm=cfg.model.norm, mean=spec.mean,
+                         std=spec.std, image_size=spec.image_size, **kw)

@@ -1,0 +1,212 @@
+"""Train a model from a config, and `run`: train, then evaluate on the test set and report.
+
+Both write a run folder (see :mod:`robustlab.runs`), index it in the runs root's SQLite file, and
+can be resumed after a kill from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..config import Config, config_to_toml, load_config
+from ..distributed import broadcast_object, destroy, init_from_env, local_device
+from ..errors import UserError
+from ..runs import Run
+from ..threat import LpThreat
+from .common import build_model, load_splits, setup
+
+
+def _index_fields(cfg: Config) -> dict:
+    return {"dataset": cfg.data.name, "arch": cfg.model.arch, "objective": cfg.train.objective,
+            "config": cfg.to_dict()}
+
+
+def train_experiment(cfg: Config, *, kind: str = "train", evaluate_test: bool = False,
+                     resume: str | Path | None = None, quiet: bool | None = None) -> Run:
+    rank, world, own_pg = init_from_env()
+    try:
+        return _train(cfg, kind, evaluate_test, resume, quiet, rank, world)
+    finally:
+        if own_pg:
+            destroy()
+
+
+def _train(cfg, kind, evaluate_test, resume, quiet, rank, world) -> Run:
+    from .. import models
+    from ..training.trainer import Trainer
+
+    device = local_device(setup(cfg, rank))
+    train, val, test, extra = load_splits(cfg)
+    spec = train.spec
+    model = build_model(cfg, spec).to(device)
+    shape = (spec.in_channels, spec.image_size, spec.image_size)
+    fwd_flops = models.count_flops(model, shape)
+    writer = rank == 0  # only rank 0 writes; the others compute
+    if resume:
+        run = Run.open(resume, writer=writer)
+        run.update_index(status="running")
+    else:
+        path = None
+        if writer:
+            run = Run.create(cfg.run.runs_dir, cfg.run.name, kind, **_index_fields(cfg))
+            run.write_config(config_to_toml(cfg))
+            path = str(run.path)
+        run = Run.open(broadcast_object(path), writer=writer) if world > 1 else run
+    trainer = Trainer(cfg, run, model, train, val, device, extra_data=extra,
+                      forward_flops=fwd_flops, quiet=quiet)
+    if resume:
+        trainer.resume()
+    state = trainer.fit()
+    if not writer:
+        return run
+    results = {
+        "processes": world,
+        "run_id": run.run_id, "dataset": cfg.data.name, "arch": cfg.model.arch,
+        "norm_layer": cfg.model.norm, "objective": cfg.train.objective,
+        "epochs": cfg.train.epochs, "train_threat": LpThreat(cfg.train.attack.norm,
+                                                             cfg.train.attack.eps).to_dict(),
+        "params": models.count_params(model),
+        "inference_flops_per_example": fwd_flops,
+        "train_flops": state.passes.flops(fwd_flops),
+        "train_forward_examples": state.passes.forward,
+        "train_backward_examples": state.passes.backward,
+        "train_wall_seconds": state.wall_seconds,
+        "best_epoch": state.best_epoch, "best_val_robust_accuracy": state.best_robust,
+    }
+    last = run.metrics()[-1] if run.metrics() else {}
+    for k in ("val_clean_accuracy", "val_robust_accuracy"):
+        if k in last:
+            results[k] = last[k]
+    if evaluate_test:
+        results.update(_evaluate_test(cfg, run, model, test, device, quiet))
+    # Training time is cumulative over resumes; evaluation time is this process's.
+    results["wall_seconds"] = state.wall_seconds + results.get("eval_wall_seconds", 0.0)
+    run.write_results(results)
+    run.update_index(status="done", train_flops=results["train_flops"],
+                     inference_flops=fwd_flops, wall_seconds=results["wall_seconds"],
+                     summary={k: v for k, v in results.items() if not isinstance(v, dict)})
+    _write_report(cfg, run, results)
+    return run
+
+
+def _evaluate_test(cfg: Config, run: Run, model, test, device, quiet) -> dict:
+    from ..attacks.registry import make_attack
+    from ..evaluation import evaluate
+
+    ec = cfg.eval
+    threat = LpThreat(ec.attack.norm, ec.attack.eps)
+    n = len(test) if ec.n == 0 else min(ec.n, len(test))
+    x = test.images[:n].to(device, torch.float32) / 255
+    y = test.labels[:n].to(device)
+    attacks = [make_attack(name, threat, **_attack_settings(name, ec.attack)) for name in
+               ec.attacks]
+    res = evaluate(model, x, y, threat, attacks, batch_size=ec.batch_size, keep_adv=True,
+                   quiet=quiet)
+    attack_desc = " -> ".join(_describe(name, ec.attack) for name in ec.attacks)
+    out = {"clean_accuracy": res.clean_accuracy, "robust_accuracy": res.robust_accuracy,
+           "n_examples": n, "split": ec.split, "threat": res.threat, "attack": attack_desc,
+           "eval_stages": res.stages, "eval_wall_seconds": res.wall_seconds,
+           "eval_passes": res.passes}
+    run.add_result(model=cfg.model.arch, dataset=cfg.data.name, split=ec.split, n_examples=n,
+                   norm=threat.norm, eps=threat.eps, attack=attack_desc,
+                   clean_accuracy=res.clean_accuracy, robust_accuracy=res.robust_accuracy,
+                   stages=res.stages)
+    # Keep a few examples for the report's clean-versus-adversarial grid.
+    k = min(16, n)
+    with torch.no_grad():
+        model.eval()
+        xa = res.x_adv[:k].to(device)
+        run_preview = {
+            "x": x[:k].cpu().numpy(), "x_adv": xa.cpu().numpy(), "y": y[:k].cpu().numpy(),
+            "pred": model(x[:k]).argmax(1).cpu().numpy(),
+            "pred_adv": model(xa).argmax(1).cpu().numpy(),
+        }
+    _PREVIEWS[run.run_id] = run_preview
+    return out
+
+
+_PREVIEWS: dict[str, dict] = {}
+
+
+def _attack_settings(name: str, sec) -> dict:
+    if name in ("pgd", "apgd-ce", "apgd-dlr", "apgd-t"):
+        kw = {"steps": sec.steps, "restarts": sec.restarts}
+        if name == "pgd" and sec.step_size:
+            kw["step_size"] = sec.step_size
+        return kw
+    return {}
+
+
+def _describe(name: str, sec) -> str:
+    if name == "pgd":
+        return f"pgd-{sec.steps}" + (f"x{sec.restarts}" if sec.restarts > 1 else "")
+    return name
+
+
+def _write_report(cfg: Config, run: Run, results: dict) -> None:
+    from .. import data
+    from ..report import figures
+    from ..report.html import img, kv_table, page, table
+
+    sections = []
+    headline = [(k, results[k]) for k in ("clean_accuracy", "robust_accuracy", "n_examples",
+                                          "attack", "train_flops", "train_wall_seconds",
+                                          "best_epoch", "best_val_robust_accuracy",
+                                          "params", "inference_flops_per_example")
+                if k in results]
+    if "threat" in results:
+        t = results["threat"]
+        headline.insert(3, ("threat", f"{t['norm']} eps={t['eps']:g}"))
+    sections.append(("Summary", table(["metric", "value"], headline)))
+    metrics = run.metrics()
+    curves = figures.training_curves(metrics)
+    if curves:
+        sections.append(("Training curves", img(curves, "training curves")))
+        rows = [(m["epoch"], m.get("train_loss"), m.get("train_accuracy"),
+                 m.get("val_clean_accuracy"), m.get("val_robust_accuracy"),
+                 m.get("val_delta_energy"), m.get("lr"), m.get("throughput"))
+                for m in metrics if "epoch" in m]
+        sections.append(("Per epoch", table(["epoch", "train loss", "train acc", "val clean",
+                                             "val robust", "val ΔE", "lr", "img/s"], rows)))
+    if results.get("eval_stages"):
+        st = results["eval_stages"]
+        sections.append(("Robust accuracy after each attack", table(
+            ["attack", "robust accuracy", "broken", "seconds"],
+            [(s["attack"], s["robust_accuracy"], s["broken"], s["seconds"]) for s in st])))
+    preview = _PREVIEWS.pop(run.run_id, None)
+    if preview is not None:
+        classes = data.get_spec(cfg.data.name).classes
+        png = figures.adversarial_grid(preview["x"], preview["x_adv"], preview["y"],
+                                       preview["pred"], preview["pred_adv"], classes, n=10)
+        sections.append(("Clean versus adversarial examples",
+                         "<p>Top: clean test images with the model's prediction; bottom: the "
+                         "adversarial example found by the evaluation attack (red: wrong). "
+                         "Examples the attack did not break are shown unchanged.</p>"
+                         + img(png, "clean versus adversarial")))
+    sections.append(("Config", f"<pre>{_escape(config_to_toml(cfg))}</pre>"))
+    sections.append(("All results", kv_table({k: v for k, v in results.items()
+                                              if not isinstance(v, (dict, list))})))
+    run.write_report(page(f"robustlab run {run.run_id}", sections,
+                          subtitle=f"{cfg.model.arch} on {cfg.data.name}, objective "
+                                   f"{cfg.train.objective}"))
+
+
+def _escape(s: str) -> str:
+    from html import escape
+
+    return escape(s)
+
+
+def resume_experiment(run_ref: str, runs_dir: str | None, *, evaluate_test: bool,
+                      quiet: bool | None = None) -> Run:
+    from ..runs import resolve_run
+
+    path = resolve_run(run_ref, runs_dir or "runs")
+    cfg_path = path / "config.toml"
+    if not cfg_path.is_file():
+        raise UserError(f"{path}: no config.toml; not a robustlab training run")
+    cfg = load_config(cfg_path)
+    return train_experiment(cfg, evaluate_test=evaluate_test, resume=path, quiet=quiet)
+

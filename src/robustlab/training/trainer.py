@@ -1,0 +1,362 @@
+"""The one training loop: adversarial or standard, any objective, exact resume.
+
+Data stays on the training device as uint8 and is converted and augmented there per batch (the
+airbench way: no data-loader bottleneck). Every step's randomness comes from the global torch RNG
+and from a per-epoch generator for the data order, and both are saved in checkpoints, so a resumed
+run on CPU ends with the same weights, bit for bit, as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..analysis.energy import energy_summary
+from ..attacks.base import model_mode
+from ..config import Config
+from ..data import ImageData
+from ..data.augment import Augment
+from ..data.loader import batches_per_epoch, iterate_batches, mix_batches
+from ..distributed import all_reduce_sum, rank_world
+from ..passes import PassCount, count_passes
+from ..progress import progress_bar
+from ..runs import Run
+from ..threat import LpThreat
+from .checkpoint import load_checkpoint, save_checkpoint
+from .ema import ModelEMA
+from .objectives import forward, get_objective
+from .schedule import lr_at
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0            # epochs finished
+    batch: int = 0            # batches finished in the current epoch
+    step: int = 0             # optimiser steps in all
+    best_robust: float = -1.0
+    best_epoch: int = -1
+    passes: PassCount = field(default_factory=PassCount)
+    wall_seconds: float = 0.0
+
+
+def param_groups(model: nn.Module, weight_decay: float, exclude_norm_bias: bool) -> list[dict]:
+    """Weight decay on weights only: decaying norm scales and biases hurts and has no
+    regularising purpose (Goyal et al., 2017)."""
+    if not exclude_norm_bias:
+        return [{"params": [p for p in model.parameters() if p.requires_grad],
+                 "weight_decay": weight_decay}]
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay, cfg.wd_exclude_norm_bias)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov and cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run: Run, model: nn.Module, train_data: ImageData,
+                 val_data: ImageData | None, device: torch.device, *,
+                 extra_data: ImageData | None = None, forward_flops: int = 0,
+                 quiet: bool | None = None):
+        self.cfg, self.run, self.model = cfg, run, model
+        self.tc = cfg.train
+        self.device = device
+        self.train_data = train_data.to(device)
+        self.val_data = val_data.to(device) if val_data is not None else None
+        self.extra_data = extra_data.to(device) if extra_data is not None else None
+        self.forward_flops = forward_flops
+        self.quiet = quiet
+        self.objective = get_objective(self.tc.objective)
+        self.threat = LpThreat(self.tc.attack.norm, self.tc.attack.eps)
+        self.adversary = (self.objective.make_adversary(self.threat, self.tc.attack, self.tc)
+                          if self.objective.make_adversary else None)
+        if self.adversary is not None:
+            # Attack in train mode, BN running statistics frozen (Xie and Yuille keep BN in the
+            # same mode while attacking and learning; Wong et al. attack in train mode too).
+            self.adversary.train_mode = True
+        self.mixbn = getattr(model, "config", {}).get("norm") == "mixbn"
+        self.augment = Augment(cfg.data.crop_padding, cfg.data.flip)
+        if self.tc.channels_last:
+            # NHWC: faster convolutions with oneDNN on CPU and tensor cores on GPU.
+            model.to(memory_format=torch.channels_last)
+        self.rank, self.world = rank_world()
+        # Under torchrun the loss goes through DDP, which averages gradients over ranks; each
+        # rank attacks its own share of every batch with the plain module (input gradients only).
+        self.train_model = model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.train_model = DDP(model, device_ids=[device.index] if device.type == "cuda"
+                                   else None)
+        if self.tc.compile:
+            # Compiles the loss path only; attacks call the eager module (their batches shrink
+            # as examples break, which would trigger recompiles).
+            self.train_model = torch.compile(self.train_model)
+            torch.manual_seed(cfg.run.seed * 7919 + self.rank)  # own attack noise per rank
+        self.optimizer = make_optimizer(model, self.tc)
+        self.ema = ModelEMA(model, self.tc.ema_decay) if self.tc.ema_decay > 0 else None
+        self.state = TrainState()
+        self._last_val: dict = {}
+        self._epoch_passes = PassCount()
+        self.steps_per_epoch = self._steps_per_epoch()
+        self.total_steps = self.steps_per_epoch * self.tc.epochs
+
+    # ------------------------------------------------------------------ data order
+    def _steps_per_epoch(self) -> int:
+        n_extra = len(self.extra_data) if self.extra_data is not None else 0
+        fraction = self.cfg.data.extra_fraction if n_extra else 0.0
+        return batches_per_epoch(len(self.train_data), n_extra, self.tc.batch_size, fraction)
+
+    def _epoch_batches(self, epoch: int):
+        g = torch.Generator().manual_seed(self.cfg.run.seed * 1_000_003 + epoch)
+        if self.extra_data is not None and self.cfg.data.extra_fraction > 0:
+            yield from mix_batches(len(self.train_data), len(self.extra_data),
+                                   self.tc.batch_size, self.cfg.data.extra_fraction, g)
+        else:
+            for idx in iterate_batches(len(self.train_data), self.tc.batch_size, shuffle=True,
+                                       generator=g):
+                yield idx, None
+
+    def _batch(self, real_idx, extra_idx):
+        if self.world > 1:  # every rank takes its share of the same global batch
+            real_idx = real_idx[self.rank::self.world]
+            extra_idx = extra_idx[self.rank::self.world] if extra_idx is not None else None
+        d = self.train_data
+        x, y = d.images[real_idx.to(d.images.device)], d.labels[real_idx.to(d.labels.device)]
+        if extra_idx is not None and len(extra_idx):
+            e = self.extra_data
+            x = torch.cat([x, e.images[extra_idx.to(e.images.device)]])
+            y = torch.cat([y, e.labels[extra_idx.to(e.labels.device)]])
+        x = x.to(self.device, torch.float32).div_(255)
+        x = self.augment(x)
+        if self.tc.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device)
+
+    # ------------------------------------------------------------------ steps
+    def _lr(self, step: int) -> float:
+        spe = self.steps_per_epoch
+        return lr_at(step, total_steps=self.total_steps, base_lr=self.tc.lr,
+                     schedule=self.tc.schedule, warmup_steps=round(self.tc.warmup_epochs * spe),
+                     milestones=[round(m * spe) for m in self.tc.milestones], gamma=self.tc.gamma)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        lr = self._lr(self.state.step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.model.train()
+        counter = self.state.passes if self.world == 1 else self._epoch_passes
+        with count_passes(self.model, counter):
+            x_adv = None
+            if self.adversary is not None:
+                # With mixture BN the adversary attacks through the adversarial BN set.
+                target = _Routed(self.model, "adv") if self.mixbn else self.model
+                x_adv = self.adversary(target, x, y).x_adv
+            with self._autocast():
+                loss, logits = self.objective.loss(
+                    self.train_model, x, x_adv, y, label_smoothing=self.tc.label_smoothing,
+                    clean_fraction=self.tc.clean_fraction, beta=self.tc.beta)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        if self.tc.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.state.step += 1
+        acc = (logits.argmax(1) == y).float().mean()
+        return float(loss.detach()), float(acc)
+
+    def _autocast(self):
+        """bf16 mixed precision on GPU for the update; attacks and validation stay in fp32 so
+        that no robustness number depends on reduced precision."""
+        import contextlib
+
+        if self.tc.precision == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def _logits(self, model, x, route):
+        return forward(model, x, route)
+
+    def _attack_subset(self, model, d: ImageData, n: int, route: str | None,
+                       with_fgsm: bool):
+        """Natural, PGD and (optionally) FGSM logits on the first ``n`` examples of ``d``."""
+        from ..attacks.fgsm import FGSM
+        from ..attacks.pgd import PGD
+
+        steps = self.tc.val_attack_steps
+        pgd = PGD(self.threat, steps=steps, step_size=2.5 * self.threat.eps / steps,
+                  restarts=1, random_start=True, early_stop=False)
+        fgsm = FGSM(self.threat) if with_fgsm and self.threat.norm == "linf" else None
+        target = model if route is None else _Routed(model, route)
+        nat, adv, fg, ys = [], [], [], []
+        with model_mode(model, False):
+            for idx in iterate_batches(n, 500, shuffle=False):
+                x = d.images[idx.to(d.images.device)].to(self.device, torch.float32) / 255
+                y = d.labels[idx.to(d.labels.device)].to(self.device)
+                nat.append(self._logits(model, x, route))
+                adv.append(self._logits(model, pgd(target, x, y).x_adv, route))
+                if fgsm is not None:
+                    fg.append(self._logits(model, fgsm(target, x, y).x_adv, route))
+                ys.append(y)
+        return (torch.cat(nat), torch.cat(adv), torch.cat(fg) if fg else None, torch.cat(ys))
+
+    def validate(self, model: nn.Module | None = None, energies_on_train: bool = True) -> dict:
+        """Clean, FGSM and PGD accuracy on the validation split; natural and adversarial
+        energies on validation and on a fixed training subset of the same size."""
+        model = model or self.model
+        d = self.val_data
+        if d is None or len(d) == 0:
+            return {}
+        n = len(d) if self.tc.val_n == 0 else min(self.tc.val_n, len(d))
+        route = self.cfg.model.test_bn if getattr(model, "config", {}).get("norm") == "mixbn" \
+            else None
+        nat, adv, fg, ys = self._attack_subset(model, d, n, route, with_fgsm=True)
+        out = {"val_clean_accuracy": float((nat.argmax(1) == ys).float().mean()),
+               "val_robust_accuracy": float((adv.argmax(1) == ys).float().mean()),
+               "val_n": n, "val_attack": f"pgd-{self.tc.val_attack_steps}"}
+        if fg is not None:
+            out["val_fgsm_accuracy"] = float((fg.argmax(1) == ys).float().mean())
+        out.update(energy_summary(nat, adv, ys, prefix="val_"))
+        if energies_on_train:
+            nt = min(n, len(self.train_data))
+            tn, ta, _, ty = self._attack_subset(model, self.train_data, nt, route, False)
+            out["train_subset_robust_accuracy"] = float((ta.argmax(1) == ty).float().mean())
+            out.update(energy_summary(tn, ta, ty, prefix="train_"))
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> None:
+        if not self.run.writer:
+            return
+        s = self.state
+        state = {
+            "epoch": s.epoch, "batch": s.batch, "step": s.step,
+            "best_robust": s.best_robust, "best_epoch": s.best_epoch,
+            "forward_examples": s.passes.forward, "backward_examples": s.passes.backward,
+            "wall_seconds": s.wall_seconds,
+            "optimizer": self.optimizer.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        save_checkpoint(self.run.path, self.model.state_dict(), state,
+                        self.ema.state_dict() if self.ema else None)
+
+    def resume(self) -> None:
+        model_state, st, ema_state = load_checkpoint(self.run.path, self.device)
+        self.model.load_state_dict(model_state)
+        if self.ema is not None and ema_state is not None:
+            self.ema.load_state_dict(ema_state)
+        self.optimizer.load_state_dict(st["optimizer"])
+        torch.set_rng_state(st["rng_cpu"].cpu())
+        if "rng_cuda" in st and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([t.cpu() for t in st["rng_cuda"]])
+        self.state = TrainState(
+            epoch=int(st["epoch"]), batch=int(st["batch"]), step=int(st["step"]),
+            best_robust=float(st["best_robust"]), best_epoch=int(st["best_epoch"]),
+            passes=PassCount(int(st["forward_examples"]), int(st["backward_examples"])),
+            wall_seconds=float(st["wall_seconds"]))
+
+    def _save_weights(self, name: str, model: nn.Module) -> None:
+        from ..models import save_model
+
+        if self.run.writer:
+            save_model(model, self.run.file(name))
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> TrainState:
+        tc, s = self.tc, self.state
+        ckpt_every = tc.checkpoint_every
+        while s.epoch < tc.epochs:
+            epoch = s.epoch
+            t0 = time.time()
+            loss_sum = acc_sum = 0.0
+            seen = 0
+            batches = list(self._epoch_batches(epoch))
+            with progress_bar(f"epoch {epoch + 1}/{tc.epochs}", total=len(batches), unit="batch",
+                              quiet=self.quiet) as bar:
+                bar.advance(s.batch)
+                for real_idx, extra_idx in batches[s.batch:]:
+                    x, y = self._batch(real_idx, extra_idx)
+                    loss, acc = self.train_step(x, y)
+                    loss_sum += loss * len(y)
+                    acc_sum += acc * len(y)
+                    seen += len(y)
+                    s.batch += 1
+                    bar.advance(1, info=f"loss {loss:.3f} acc {acc:.3f}")
+                    if ckpt_every and s.step % ckpt_every == 0 and s.batch < len(batches):
+                        s.wall_seconds += time.time() - t0
+                        t0 = time.time()
+                        self.checkpoint()
+            train_time = time.time() - t0
+            if self.world > 1:
+                # Metrics and pass counts are summed over ranks; every rank keeps the totals.
+                fwd, bwd, loss_sum, acc_sum, seen = all_reduce_sum(
+                    [self._epoch_passes.forward, self._epoch_passes.backward, loss_sum,
+                     acc_sum, seen])
+                s.passes.forward += int(fwd)
+                s.passes.backward += int(bwd)
+                self._epoch_passes = PassCount()
+            s.epoch += 1
+            s.batch = 0
+            record = {"epoch": s.epoch, "step": s.step, "lr": self._lr(max(0, s.step - 1)),
+                      "train_loss": loss_sum / max(1, seen),
+                      "train_accuracy": acc_sum / max(1, seen),
+                      "throughput": seen / max(train_time, 1e-9),
+                      "train_flops": s.passes.flops(self.forward_flops), **s.passes.as_dict()}
+            if s.epoch % tc.val_every == 0 or s.epoch == tc.epochs:
+                record.update(self.validate())
+                prev = self._last_val
+                if (self.tc.objective in ("fgsm-rs", "n-fgsm") and prev
+                        and "val_fgsm_accuracy" in record
+                        and record["val_robust_accuracy"] < prev["val_robust_accuracy"] - 0.2
+                        and record["val_fgsm_accuracy"] > prev["val_fgsm_accuracy"]):
+                    # Catastrophic overfitting (Wong et al., 2020): PGD accuracy collapses
+                    # while accuracy against the single-step attack it trains on rises.
+                    record["catastrophic_overfitting"] = True
+                self._last_val = {k: record[k] for k in ("val_robust_accuracy",
+                                                         "val_fgsm_accuracy") if k in record}
+                if self.ema is not None:
+                    ema_val = self.validate(self.ema.module, energies_on_train=False)
+                    record.update({f"ema_{k}": v for k, v in ema_val.items()
+                                   if k.endswith("accuracy")})
+                rob = record.get("val_robust_accuracy", -1.0)
+                if rob > s.best_robust:
+                    # Robust overfitting makes the last epoch worse than the best (Rice et al.).
+                    s.best_robust, s.best_epoch = rob, s.epoch
+                    self._save_weights("best.safetensors", self.model)
+            s.wall_seconds += time.time() - t0
+            record["wall_seconds"] = s.wall_seconds
+            self.run.log(record)
+            self._save_weights("model.safetensors", self.model)
+            if self.ema is not None:
+                self._save_weights("model_ema.safetensors", self.ema.module)
+            self.checkpoint()
+        return s
+
+
+class _Routed(nn.Module):
+    """A mixture-BN model pinned to one BN route, so attacks can call it with x alone."""
+
+    def __init__(self, model: nn.Module, route: str):
+        super().__init__()
+        self.model, self.route = model, route
+
+    def forward(self, x):
+        return self.model(x, bn=self.route)
