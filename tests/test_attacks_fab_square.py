@@ -10,8 +10,9 @@ import torch
 from scipy.optimize import linprog
 from torch import nn
 
-from robustlab.attacks.fab import FAB, FABTargeted, box_hyperplane_step
-from robustlab.attacks.square import SquareAttack
+from robustlab.attacks.fab import FAB, FABT, box_hyperplane_step
+from robustlab.attacks.registry import make_attack
+from robustlab.attacks.square import Square
 from robustlab.errors import UserError
 from robustlab.threat import LpThreat, lp_norm
 
@@ -22,6 +23,16 @@ def _blobs(n: int, gen: torch.Generator, means: torch.Tensor):
     y = torch.randint(0, N_CLASSES, (n,), generator=gen)
     x = (means[y] + 0.08 * torch.randn(n, 1, 8, 8, generator=gen)).clamp(0, 1)
     return x, y
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are far too small to gain from threads, and on a shared, loaded machine
+    OpenMP threads spinning against each other made this module several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +118,23 @@ def test_fab_breaks_undefended_model(blob_model, norm, eps):
     # The reported distortion is the real distance of the returned point where it was within ε.
     torch.testing.assert_close(lp_norm(res.x_adv - x, norm)[res.success],
                                dist[res.success], rtol=1e-4, atol=1e-5)
+    # Broken exactly where FAB's own adversarial example is within ε; elsewhere x is returned.
+    assert torch.equal(res.success, dist <= eps * (1 + 1e-5) + 1e-6)
+    assert torch.equal(res.x_adv[~res.success], x[~res.success])
+
+
+def test_fab_counts_only_adversarials_within_eps(blob_model):
+    """At an ε near the median distortion some points are broken and some are not; those FAB
+    broke only beyond ε come back unchanged."""
+    model, x, y = blob_model
+    full = FAB(LpThreat("l2", 10.0), steps=30)(model, x, y).extras["distortion"]
+    eps = float(full.median())
+    torch.manual_seed(0)
+    res = FAB(LpThreat("l2", eps), steps=30)(model, x, y)
+    dist = res.extras["distortion"]
+    assert 0 < int(res.success.sum()) < len(x)
+    assert bool((dist[res.success] <= eps * (1 + 1e-5) + 1e-6).all())
+    assert torch.equal(res.x_adv[~res.success], x[~res.success])
 
 
 def test_fab_returns_clean_point_when_eps_too_small(blob_model):
@@ -121,7 +149,7 @@ def test_fab_returns_clean_point_when_eps_too_small(blob_model):
 def test_square_breaks_undefended_model(blob_model, norm, eps):
     model, x, y = blob_model
     torch.manual_seed(0)
-    res = SquareAttack(LpThreat(norm, eps), n_queries=300)(model, x, y)
+    res = Square(LpThreat(norm, eps), n_queries=300)(model, x, y)
     _assert_inside(res.x_adv, x, norm, eps)
     assert _accuracy(model, res.x_adv, y) <= 0.05
     assert res.extras["mean_queries"] >= 1
@@ -212,7 +240,7 @@ def test_fab_respects_the_box():
 
 def test_fab_t_reaches_its_targets(blob_model):
     model, x, y = blob_model
-    attack = FABTargeted(LpThreat("l2", 3.0), steps=30, n_target_classes=1)
+    attack = FABT(LpThreat("l2", 3.0), steps=30, n_target_classes=1)
     assert attack.name == "fab-t" and attack.fab_targeted
     res = attack(model, x, y)
     with torch.no_grad():
@@ -228,8 +256,8 @@ def test_fab_t_tries_further_targets(blob_model):
     """With a budget only some boundaries fit in, further targets break more points."""
     model, x, y = blob_model
     threat = LpThreat("l2", 1.0)
-    one = FABTargeted(threat, steps=20, n_target_classes=1)(model, x, y)
-    three = FABTargeted(threat, steps=20, n_target_classes=3)(model, x, y)
+    one = FABT(threat, steps=20, n_target_classes=1)(model, x, y)
+    three = FABT(threat, steps=20, n_target_classes=3)(model, x, y)
     assert int(three.success.sum()) >= int(one.success.sum())
     assert set(three.extras["target"][three.success].tolist()) <= set(range(N_CLASSES))
 
@@ -256,7 +284,7 @@ def test_square_needs_no_gradients(blob_model, norm, eps):
     model, x, y = blob_model
     wrapped = NoGradModel(model)
     torch.manual_seed(0)
-    res = SquareAttack(LpThreat(norm, eps), n_queries=300)(wrapped, x, y)
+    res = Square(LpThreat(norm, eps), n_queries=300)(wrapped, x, y)
     assert float(res.success.float().mean()) >= 0.95
     with pytest.raises(AssertionError):  # the wrapper does catch a gradient-based attack
         FAB(LpThreat(norm, eps), steps=2)(wrapped, x, y)
@@ -267,7 +295,7 @@ def test_square_query_budget(blob_model, norm, eps):
     model, x, y = blob_model
     torch.manual_seed(0)
     budget = 100
-    res = SquareAttack(LpThreat(norm, eps), n_queries=budget)(model, x, y)
+    res = Square(LpThreat(norm, eps), n_queries=budget)(model, x, y)
     q = res.extras["queries"]
     _assert_inside(res.x_adv, x, norm, eps)
     assert int(q.max()) <= budget
@@ -290,23 +318,44 @@ def test_square_counts_queries_with_a_counting_model(blob_model):
 
     counter = Counter()
     torch.manual_seed(0)
-    res = SquareAttack(LpThreat("linf", 0.11), n_queries=60)(counter, x, y)
+    res = Square(LpThreat("linf", 0.11), n_queries=60)(counter, x, y)
     assert 0 < int(res.success.sum()) < len(x)
     # One clean pass and one final pass over the batch, plus the counted queries.
     assert counter.seen == 2 * len(x) + int(res.extras["queries"].sum())
 
 
 def test_square_schedule_halves_p():
-    attack = SquareAttack(LpThreat("linf", 0.1), n_queries=10000, p_init=0.8)
+    attack = Square(LpThreat("linf", 0.1), n_queries=10000, p_init=0.8)
     assert attack.p_at(1) == 0.8 and attack.p_at(11) == 0.4 and attack.p_at(9000) == 0.8 / 512
-    short = SquareAttack(LpThreat("linf", 0.1), n_queries=1000)
+    short = Square(LpThreat("linf", 0.1), n_queries=1000)
     assert short.p_at(2) == 0.4  # rescaled: query 2 of 1000 is query 20 of 10 000
+
+
+def test_square_ce_loss_and_steps_alias(blob_model):
+    model, x, y = blob_model
+    attack = Square(LpThreat("linf", 0.3), n_queries=5000, steps=200, loss="ce")
+    assert attack.n_queries == 200
+    torch.manual_seed(0)
+    res = attack(model, x, y)
+    assert float(res.success.float().mean()) >= 0.95
+    assert int(res.extras["queries"].max()) <= 200
+
+
+def test_registry_builds_fab_and_square():
+    threat = LpThreat("l2", 1.0)
+    assert isinstance(make_attack("fab", threat, steps=5, restarts=2), FAB)
+    fab_t = make_attack("fab-t", threat, steps=5, n_target_classes=3)
+    assert isinstance(fab_t, FABT) and fab_t.name == "fab-t" and fab_t.n_target_classes == 3
+    square = make_attack("square", threat, steps=50, restarts=2)
+    assert isinstance(square, Square) and square.n_queries == 50 and square.restarts == 2
 
 
 def test_settings_are_checked():
     with pytest.raises(UserError):
         FAB(LpThreat("l1", 1.0))
     with pytest.raises(UserError):
-        SquareAttack(LpThreat("linf", 0.1), n_queries=0)
+        Square(LpThreat("linf", 0.1), n_queries=0)
     with pytest.raises(UserError):
         FAB(LpThreat("linf", 0.1), beta=0.0)
+    with pytest.raises(UserError):
+        Square(LpThreat("linf", 0.1), loss="dlr")

@@ -122,12 +122,29 @@ class EvalSection:
 
 
 @dataclass
+class SpatialSection:
+    """The rotation + translation threat of Engstrom et al. ("Exploring the Landscape of Spatial
+    Robustness", ICML 2019), whose defaults (±30°, ±3 px, black border, worst-of-10) are the
+    paper's MNIST / CIFAR-10 settings; used by worst-of-k training and `robustlab spatial`."""
+
+    max_angle: float = opt(30.0, lo=0.0, hi=180.0, doc="largest rotation, degrees either way")
+    max_trans: float = opt(3.0, lo=0.0, doc="largest translation, pixels in each of x and y")
+    border: str = opt("zero", choices=("zero", "reflect", "canvas"),
+                      doc="what fills pixels from outside the image")
+    k: int = opt(10, lo=1, doc="worst-of-k training: random transforms tried per example")
+    vote_k: int = opt(10, lo=1, doc="majority vote: random transforms voted over")
+    linf_eps: float = opt(0.0, lo=0.0, hi=1.0,
+                          doc="spatial+pgd: linf radius of PGD on top of the worst transform")
+
+
+@dataclass
 class Config:
     run: RunSection = field(default_factory=RunSection)
     data: DataSection = field(default_factory=DataSection)
     model: ModelSection = field(default_factory=ModelSection)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    spatial: SpatialSection = field(default_factory=SpatialSection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -23,6 +23,7 @@ _SQUARE_NORMS = ("linf", "l2")
 # Iterations (for a 10 000-query budget) after which p halves (Andriushchenko et al., 2020, Sec. 4
 # and their code; AutoAttack uses the same schedule).
 _P_SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+_LOSSES = ("margin", "ce")
 
 
 def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -63,8 +64,8 @@ def _double_bump(s: int, device, dtype) -> torch.Tensor:
     return out
 
 
-class SquareAttack(Attack):
-    """Untargeted Square Attack with the margin loss.
+class Square(Attack):
+    """Untargeted Square Attack, by default with the margin loss.
 
     Defaults are AutoAttack's standard settings (Croce and Hein, ICML 2020): ``n_queries=5000``,
     ``p_init=0.8`` for both ℓ∞ and ℓ2, ``restarts=1``; the schedule of ``p`` halves after
@@ -77,12 +78,24 @@ class SquareAttack(Attack):
     stops being queried as soon as it is misclassified. ``extras["queries"]`` holds the queries
     spent per example (summed over restarts), ``extras["mean_queries"]`` their mean over the
     successful examples that needed at least one query (NaN if none).
+
+    ``loss`` decides which proposal is kept: ``"margin"`` (the paper's and AutoAttack's choice)
+    or ``"ce"`` (minus the cross-entropy, the paper's alternative); either way an example stops
+    when its margin turns negative. ``steps``, accepted so every attack takes the same keywords,
+    is an alias of ``n_queries`` and wins over it when given.
     """
 
     name = "square"
 
     def __init__(self, threat: LpThreat, n_queries: int = 5000, p_init: float = 0.8,
-                 restarts: int = 1, rescale_schedule: bool = True):
+                 restarts: int = 1, loss: str = "margin", rescale_schedule: bool = True,
+                 steps: int | None = None):
+        if steps is not None:
+            n_queries = steps
+        if loss not in _LOSSES:
+            raise UserError(f"Square Attack loss must be one of {', '.join(_LOSSES)}, "
+                            f"got {loss!r}")
+        self.loss = loss
         if threat.norm not in _SQUARE_NORMS:
             raise UserError(f"Square Attack is implemented for {' and '.join(_SQUARE_NORMS)}, "
                             f"not {threat.norm}")
@@ -172,12 +185,19 @@ class SquareAttack(Attack):
 
     # -- the attack ----------------------------------------------------------------------------
 
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The quantity the random search lowers, per example."""
+        if self.loss == "margin":
+            return _margin(logits, y)
+        return -nn.functional.cross_entropy(logits, y, reduction="none")
+
     def _single_run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Random search on ``x``: the best point per example, its margin, queries spent."""
         linf = self.threat.norm == "linf"
         x_best = self._init_linf(x) if linf else self._init_l2(x)
-        margin = _margin(model(x_best), y)
+        logits = model(x_best)
+        margin, loss = _margin(logits, y), self._loss(logits, y)
         queries = torch.ones(len(x), dtype=torch.long, device=x.device)
         for i in range(1, self.n_queries):
             active = (margin >= 0).nonzero().flatten()
@@ -186,12 +206,14 @@ class SquareAttack(Attack):
             xa, xb, ya = x[active], x_best[active], y[active]
             propose = self._propose_linf if linf else self._propose_l2
             x_new = propose(xa, xb, self.p_at(i))
-            m_new = _margin(model(x_new), ya)
+            logits = model(x_new)
             queries[active] += 1
-            better = m_new < margin[active]
+            l_new = self._loss(logits, ya)
+            better = l_new < loss[active]
             idx = active[better]
             x_best[idx] = x_new[better]
-            margin[idx] = m_new[better]
+            loss[idx] = l_new[better]
+            margin[idx] = _margin(logits, ya)[better]
         return x_best, margin, queries
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
@@ -216,3 +238,7 @@ class SquareAttack(Attack):
         spent = success & (queries > 0)
         mean_q = float(queries[spent].double().mean()) if bool(spent.any()) else float("nan")
         return AttackResult(x_adv, success, {"queries": queries, "mean_queries": mean_q})
+
+
+# The name the attack registry looks up.
+SquareAttack = Square

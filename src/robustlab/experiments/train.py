@@ -79,55 +79,86 @@ def _train(cfg, kind, evaluate_test, resume, quiet, rank, world) -> Run:
     for k in ("val_clean_accuracy", "val_robust_accuracy"):
         if k in last:
             results[k] = last[k]
+    metrics = run.metrics()
+    if any(m.get("catastrophic_overfitting") for m in metrics):
+        results["catastrophic_overfitting"] = True
+    preview = None
     if evaluate_test:
-        results.update(_evaluate_test(cfg, run, model, test, device, quiet))
+        split = {"train": train, "val": val, "test": test}[cfg.eval.split]
+        if split is None:
+            raise UserError("eval.split = 'val' needs data.val_size > 0")
+        evaluation, preview = _evaluate_test(cfg, run, model, split, device, quiet)
+        results.update(evaluation)
     # Training time is cumulative over resumes; evaluation time is this process's.
     results["wall_seconds"] = state.wall_seconds + results.get("eval_wall_seconds", 0.0)
     run.write_results(results)
     run.update_index(status="done", train_flops=results["train_flops"],
                      inference_flops=fwd_flops, wall_seconds=results["wall_seconds"],
                      summary={k: v for k, v in results.items() if not isinstance(v, dict)})
-    _write_report(cfg, run, results)
+    _write_report(cfg, run, results, preview)
     return run
 
 
-def _evaluate_test(cfg: Config, run: Run, model, test, device, quiet) -> dict:
+def eval_attacks(names: list[str], threat: LpThreat, sec, num_classes: int) -> list:
+    """Attacks for the config's [eval] list; ``autoattack-<version>`` expands to that suite."""
+    from ..attacks.autoattack import build_suite
     from ..attacks.registry import make_attack
-    from ..evaluation import evaluate
 
-    ec = cfg.eval
-    threat = LpThreat(ec.attack.norm, ec.attack.eps)
-    n = len(test) if ec.n == 0 else min(ec.n, len(test))
-    x = test.images[:n].to(device, torch.float32) / 255
-    y = test.labels[:n].to(device)
-    attacks = [make_attack(name, threat, **_attack_settings(name, ec.attack)) for name in
-               ec.attacks]
-    res = evaluate(model, x, y, threat, attacks, batch_size=ec.batch_size, keep_adv=True,
-                   quiet=quiet)
-    attack_desc = " -> ".join(_describe(name, ec.attack) for name in ec.attacks)
-    out = {"clean_accuracy": res.clean_accuracy, "robust_accuracy": res.robust_accuracy,
-           "n_examples": n, "split": ec.split, "threat": res.threat, "attack": attack_desc,
-           "eval_stages": res.stages, "eval_wall_seconds": res.wall_seconds,
-           "eval_passes": res.passes}
-    run.add_result(model=cfg.model.arch, dataset=cfg.data.name, split=ec.split, n_examples=n,
-                   norm=threat.norm, eps=threat.eps, attack=attack_desc,
-                   clean_accuracy=res.clean_accuracy, robust_accuracy=res.robust_accuracy,
-                   stages=res.stages)
-    # Keep a few examples for the report's clean-versus-adversarial grid.
-    k = min(16, n)
-    with torch.no_grad():
-        model.eval()
-        xa = res.x_adv[:k].to(device)
-        run_preview = {
-            "x": x[:k].cpu().numpy(), "x_adv": xa.cpu().numpy(), "y": y[:k].cpu().numpy(),
-            "pred": model(x[:k]).argmax(1).cpu().numpy(),
-            "pred_adv": model(xa).argmax(1).cpu().numpy(),
-        }
-    _PREVIEWS[run.run_id] = run_preview
+    out = []
+    for name in names:
+        if name.startswith("autoattack-"):
+            out += build_suite(name.split("-", 1)[1], threat, num_classes=num_classes)
+        else:
+            out.append(make_attack(name, threat, **_attack_settings(name, sec)))
     return out
 
 
-_PREVIEWS: dict[str, dict] = {}
+def _evaluate_test(cfg: Config, run: Run, model, data, device, quiet) -> tuple[dict, dict]:
+    """Clean and robust accuracy on the [eval] split; with mixture BN, for both BN sets
+    (Xie and Yuille report both), the one named by model.test_bn first."""
+    from ..evaluation import evaluate
+    from ..training.trainer import _Routed
+
+    ec = cfg.eval
+    threat = LpThreat(ec.attack.norm, ec.attack.eps)
+    n = len(data) if ec.n == 0 else min(ec.n, len(data))
+    x = data.images[:n].to(device, torch.float32) / 255
+    y = data.labels[:n].to(device)
+    attack_desc = " -> ".join(_describe(name, ec.attack) for name in ec.attacks)
+    mixbn = getattr(model, "config", {}).get("norm") == "mixbn"
+    routes = [cfg.model.test_bn, "adv" if cfg.model.test_bn == "clean" else "clean"] \
+        if mixbn else [None]
+    out: dict = {}
+    for route in routes:
+        target = model if route is None else _Routed(model, route)
+        attacks = eval_attacks(ec.attacks, threat, ec.attack, data.spec.num_classes)
+        res = evaluate(target, x, y, threat, attacks, batch_size=ec.batch_size,
+                       keep_adv=True, seed=cfg.run.seed, quiet=quiet)
+        run.add_result(model=cfg.model.arch, dataset=cfg.data.name, split=ec.split,
+                       n_examples=n, norm=threat.norm, eps=threat.eps, attack=attack_desc,
+                       clean_accuracy=res.clean_accuracy, robust_accuracy=res.robust_accuracy,
+                       stages=res.stages, bn=route)
+        if route is not None:
+            out.setdefault("mixbn_eval", {})[route] = {
+                "clean_accuracy": res.clean_accuracy, "robust_accuracy": res.robust_accuracy}
+        if "clean_accuracy" in out:
+            continue
+        out.update({"clean_accuracy": res.clean_accuracy,
+                    "robust_accuracy": res.robust_accuracy, "n_examples": n,
+                    "split": ec.split, "threat": res.threat, "attack": attack_desc,
+                    "eval_stages": res.stages, "eval_wall_seconds": res.wall_seconds,
+                    "eval_passes": res.passes})
+        if route is not None:
+            out["eval_bn"] = route
+        # A few examples for the report's clean-versus-adversarial grid.
+        k = min(16, n)
+        with torch.no_grad():
+            target.eval()
+            xa = res.x_adv[:k].to(device)
+            preview = {"x": x[:k].cpu().numpy(), "x_adv": xa.cpu().numpy(),
+                       "y": y[:k].cpu().numpy(), "pred": target(x[:k]).argmax(1).cpu().numpy(),
+                       "pred_adv": target(xa).argmax(1).cpu().numpy()}
+    return out, preview
 
 
 def _attack_settings(name: str, sec) -> dict:
@@ -145,7 +176,7 @@ def _describe(name: str, sec) -> str:
     return name
 
 
-def _write_report(cfg: Config, run: Run, results: dict) -> None:
+def _write_report(cfg: Config, run: Run, results: dict, preview: dict | None) -> None:
     from .. import data
     from ..report import figures
     from ..report.html import img, kv_table, page, table
@@ -175,7 +206,6 @@ def _write_report(cfg: Config, run: Run, results: dict) -> None:
         sections.append(("Robust accuracy after each attack", table(
             ["attack", "robust accuracy", "broken", "seconds"],
             [(s["attack"], s["robust_accuracy"], s["broken"], s["seconds"]) for s in st])))
-    preview = _PREVIEWS.pop(run.run_id, None)
     if preview is not None:
         classes = data.get_spec(cfg.data.name).classes
         png = figures.adversarial_grid(preview["x"], preview["x_adv"], preview["y"],

@@ -96,6 +96,8 @@ class Objective:
     # Builds the adversary from (threat, attack settings section, train section); None: no attack.
     make_adversary: Callable | None = None
     doc: str = ""
+    # The adversary also takes ``spatial=`` (the config's [spatial] section; defaults if None).
+    uses_spatial: bool = False
 
 
 def _fgsm_rs(threat: LpThreat, attack_cfg, train_cfg):
@@ -153,6 +155,92 @@ def _n_fgsm(threat: LpThreat, attack_cfg, train_cfg):
     return _NFGSM(threat, attack_cfg.step_size or None)
 
 
+class SpatialAdversary:
+    """Worst-of-k spatial adversary of Engstrom et al. ("Exploring the Landscape of Spatial
+    Robustness", ICML 2019): the highest-loss of ``k`` random rotations + translations, chosen
+    with BN in eval mode (the model learns in train mode). With ``linf_steps > 0`` (the
+    ``spatial+pgd`` objective), ℓ∞ PGD then runs on the untransformed input through the chosen
+    transform, ``x_adv = T(clip(x + δ))``, as in the paper's combined spatial + ℓ∞ threat.
+
+    The attack's BN mode is fixed to eval by design: ``train_mode`` ignores assignment, so a
+    trainer that sets it on every adversary does not change the paper's setting."""
+
+    def __init__(self, threat, k: int = 10, linf_steps: int = 0,
+                 linf_step_size: float | None = None):
+        from ..spatial import RandomSpatial
+
+        self.threat, self.k, self.linf_steps = threat, int(k), int(linf_steps)
+        self.search = RandomSpatial(threat, k=k)
+        self.search.train_mode = False
+        eps = threat.linf_eps
+        self.linf_step_size = linf_step_size or 2.5 * eps / max(1, self.linf_steps)
+
+    @property
+    def train_mode(self) -> bool:
+        return False
+
+    @train_mode.setter
+    def train_mode(self, value: bool) -> None:
+        pass  # eval-mode attack by design, see the class docstring
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        from types import SimpleNamespace
+
+        from ..attacks.base import model_mode
+
+        res = self.search(model, x, y)
+        if self.linf_steps == 0 or not self.threat.combined:
+            return res
+        params = res.extras["transform"]
+        with model_mode(model, False):
+            delta = self._pgd(model, x.detach(), y, params)
+        x_adv = self.threat.apply(x, params, delta).detach()
+        self.threat.check(x_adv, x, source="spatial+pgd")
+        return SimpleNamespace(x_adv=x_adv, extras={"transform": params, "delta": delta})
+
+    def _pgd(self, model, x, y, params):
+        eps = self.threat.linf_eps
+        delta = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0.0, 1.0) - x
+        for _ in range(self.linf_steps):
+            delta.requires_grad_(True)
+            loss = F.cross_entropy(model(self.threat.apply(x, params, delta)), y)
+            (g,) = torch.autograd.grad(loss, delta)
+            delta = (delta.detach() + self.linf_step_size * g.sign()).clamp(-eps, eps)
+            delta = (x + delta).clamp(0.0, 1.0) - x
+        return delta.detach()
+
+
+def _spatial_threat(spatial, linf_eps: float = 0.0):
+    from ..spatial import SpatialThreat
+
+    if spatial is None:
+        return SpatialThreat(linf_eps=linf_eps)
+    return SpatialThreat(max_angle=spatial.max_angle, max_trans=spatial.max_trans,
+                         border=spatial.border, linf_eps=linf_eps)
+
+
+def _worst_of_k(threat: LpThreat, attack_cfg, train_cfg, spatial=None):
+    # Engstrom et al. (2019) train against the worst of 10 random transforms.
+    k = spatial.k if spatial is not None else 10
+    return SpatialAdversary(_spatial_threat(spatial), k=k)
+
+
+def _spatial_pgd(threat: LpThreat, attack_cfg, train_cfg, spatial=None):
+    # ε from [spatial] linf_eps when set, else from [train.attack] (which must then be linf).
+    eps = spatial.linf_eps if spatial is not None and spatial.linf_eps > 0 else 0.0
+    if eps == 0.0:
+        if threat.norm != "linf":
+            raise UserError("spatial+pgd: the l-inf part needs spatial.linf_eps > 0 or "
+                            "train.attack.norm = \"linf\"")
+        eps = threat.eps
+    if eps <= 0:
+        raise UserError("spatial+pgd: the l-inf radius must be > 0 (spatial.linf_eps or "
+                        "train.attack.eps)")
+    k = spatial.k if spatial is not None else 10
+    return SpatialAdversary(_spatial_threat(spatial, eps), k=k, linf_steps=attack_cfg.steps,
+                            linf_step_size=attack_cfg.step_size or None)
+
+
 OBJECTIVES: dict[str, Objective] = {
     "ce": Objective("ce", ce_loss, None, "standard training on natural inputs"),
     "fgsm-rs": Objective("fgsm-rs", adversarial_ce_loss, _fgsm_rs,
@@ -167,6 +255,12 @@ OBJECTIVES: dict[str, Objective] = {
                       "Weighted Energy Adversarial Training (Mirza et al., 2024)"),
     "weat-nat": Objective("weat-nat", weat_nat_loss, _trades_kl,
                           "WEAT with CE on natural logits"),
+    "worst-of-k": Objective("worst-of-k", adversarial_ce_loss, _worst_of_k,
+                            "CE on the worst of k random rotations + translations "
+                            "(Engstrom et al., 2019)", uses_spatial=True),
+    "spatial+pgd": Objective("spatial+pgd", adversarial_ce_loss, _spatial_pgd,
+                             "worst-of-k transform, then linf PGD on top (Engstrom et al., "
+                             "2019)", uses_spatial=True),
 }
 
 
