@@ -99,7 +99,8 @@ def test_flops_of_pgd_at_are_counted_from_passes(tmp_path):
     n_train = 384 - 64
     # Every training example: 3 attack steps (forward + backward each) and one training step.
     assert r["train_backward_examples"] == (3 + 1) * n_train
-    assert (3 + 1) * n_train <= r["train_forward_examples"] <= (3 + 3) * n_train
+    # Forwards without a backward: PGD's bookkeeping of the best restart and its final check.
+    assert (3 + 1) * n_train <= r["train_forward_examples"] <= (3 + 4) * n_train
     assert r["train_flops"] == 2 * macs * (r["train_forward_examples"]
                                            + 2 * r["train_backward_examples"])
     assert models.count_flops(models.create("cnn-small", 4, 1, norm="none", image_size=28),

@@ -117,7 +117,8 @@ class EvalSection:
     split: str = opt("test", choices=("train", "val", "test"))
     n: int = opt(0, lo=0, doc="evaluate the first n examples (0: all)")
     batch_size: int = opt(500, lo=1)
-    attacks: list = opt(["pgd"], doc="attack names, run in turn on the points still robust")
+    attacks: list = opt(["pgd"], doc="attack names, run in turn on the points still robust; "
+                        "autoattack-standard / -fast / -plus / -rand expand to those suites")
     attack: AttackSection = field(default_factory=lambda: AttackSection(steps=20))
 
 
@@ -269,9 +270,17 @@ def _check_objective(name: str) -> None:
 
 def _check_attacks(names: list) -> None:
     from .attacks import registry
+    from .attacks.autoattack import VERSIONS
+    from .errors import UserError
 
     for n in names:
-        registry.get_attack_class(str(n))
+        n = str(n)
+        if n.startswith("autoattack-"):
+            if n.split("-", 1)[1] not in VERSIONS[:-1]:
+                raise UserError(f"unknown suite {n!r}; known: "
+                                + ", ".join(f"autoattack-{v}" for v in VERSIONS[:-1]))
+            continue
+        registry.get_attack_class(n)
 
 
 # ----------------------------------------------------------------------------- loading

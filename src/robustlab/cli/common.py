@@ -24,7 +24,9 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
 def console():
     from rich.console import Console
 
-    return Console(file=sys.stdout, soft_wrap=True)
+    # Piped output (a file, a test) gets wide lines: wrapped run ids cannot be copied.
+    return Console(file=sys.stdout, soft_wrap=True,
+                   width=None if sys.stdout.isatty() else 200)
 
 
 def fmt(v, digits: int = 4) -> str:

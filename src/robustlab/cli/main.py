@@ -15,9 +15,11 @@ COMMAND_MODULES = [
     "run",
     "train",
     "eval",
+    "spatial",
     "data",
     "models",
     "runs",
+    "zoo",
 ]
 
 

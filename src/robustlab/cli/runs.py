@@ -41,7 +41,8 @@ def cmd_list(args) -> int:
     for r in Index(root).results():
         results.setdefault(r["run_id"], []).append(r)
     t = Table(title=f"runs in {root}")
-    for col in ("run", "kind", "status", "dataset", "arch", "objective", "clean", "robust",
+    t.add_column("run", no_wrap=True)
+    for col in ("kind", "status", "dataset", "arch", "objective", "clean", "robust",
                 "threat", "train FLOPs", "wall s"):
         t.add_column(col)
     for r in rows:

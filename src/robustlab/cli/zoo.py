@@ -1,0 +1,49 @@
+"""`robustlab zoo ZOO.toml`: benchmark a zoo of models (Su et al., ECCV 2018)."""
+
+from __future__ import annotations
+
+from .common import add_runs_dir
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "zoo", help="benchmark the robustness of a zoo of models",
+        description="Benchmark the models a zoo file lists, as Su et al. (ECCV 2018) do: clean "
+                    "error, minimal adversarial distortion (C&W l2, EAD l1, I-FGSM and FGSM "
+                    "linf), attack success rates, CLEVER scores, transferability over every "
+                    "ordered pair of models, the accuracy-robustness Pareto frontier and the "
+                    "fit of distortion against ln(clean error). Writes a run folder with "
+                    "results.json and report.html, and one index row per model and metric. "
+                    "See examples/zoo-fashion-mnist.toml.")
+    p.add_argument("zoo", help="the zoo file (TOML: a [zoo] table and [[models]] entries)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a [zoo] key, e.g. --set zoo.n=100 or --set zoo.cw.steps=50 "
+                        "(repeatable)")
+    add_runs_dir(p)
+    p.add_argument("--device", default=None,
+                   help="auto, cpu, cuda or cuda:N (default: the zoo file's zoo.device)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_zoo)
+
+
+def cmd_zoo(args) -> int:
+    import math
+
+    from ..experiments.zoo import zoo_experiment
+
+    run = zoo_experiment(args.zoo, runs_dir=args.runs_dir, quiet=True if args.quiet else None,
+                         overrides=args.overrides, device=args.device)
+    r = run.read_results()
+    print(f"run folder: {run.path}")
+    for m in r["models"]:
+        parts = [f"clean acc {m['clean_accuracy']:.4f}"]
+        for key in ("cw-l2", "ead", "ifgsm", "fgsm", "clever-l2", "clever-linf"):
+            if key in m and not math.isnan(m[key]["mean"]):
+                parts.append(f"{key} {m[key]['mean']:.4g}")
+        print(f"  {m['name']:<24} [{m['family']}] " + ", ".join(parts))
+    for key, f in r.get("fit", {}).items():
+        if "r2" in f:
+            print(f"  fit {key} = {f['slope']:.4g}·ln(err) + {f['intercept']:.4g}  "
+                  f"(R² {f['r2']:.3f}, {f['n']} models)")
+    print(f"  report: {run.path / 'report.html'}")
+    return 0
