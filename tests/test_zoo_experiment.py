@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import tiny_config
+
 from robustlab.cli.main import main
 from robustlab.config import load_config
 from robustlab.experiments.train import train_experiment
