@@ -26,7 +26,8 @@ METHODS = ("ifgsm", "fgsm")
 def fgsm_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
             iterations: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(Iterative) FGSM with a per-example ε: ``iterations`` signed-gradient steps of ε/iterations
-    on the cross-entropy, clipped to the ε-ball and [0, 1]. Returns the first successful iterate
+    on the logit margin (not cross-entropy, whose gradient is exactly zero in float32 on very
+    confident predictions, which would stall the search), clipped to the ε-ball and [0, 1]. Returns the first successful iterate
     per example (the last iterate where none succeeded) and the success flags."""
     eps = eps.view(-1, *([1] * (x.dim() - 1)))
     step = eps / iterations
@@ -35,7 +36,9 @@ def fgsm_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tenso
     success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     for _ in range(iterations):
         x_adv.requires_grad_(True)
-        loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+        z = model(x_adv)
+        other = z.masked_fill(F.one_hot(y, z.shape[1]).bool(), float("-inf")).amax(1)
+        loss = (other - z.gather(1, y[:, None]).squeeze(1)).sum()
         (grad,) = torch.autograd.grad(loss, x_adv)
         with torch.no_grad():
             x_adv = x_adv + step * grad.sign()

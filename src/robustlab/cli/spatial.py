@@ -37,6 +37,12 @@ def register(sub) -> None:
                         "paper's), reflect (mirror), canvas (pad, transform, resize back)")
     p.add_argument("--vote-k", type=int, default=10,
                    help="random transforms the majority vote is taken over (default 10)")
+    p.add_argument("--grid-trans", type=int, default=5,
+                   help="grid attack: translations per axis, ends included (default 5, the "
+                        "paper's: every 1.5 px over ±3 px)")
+    p.add_argument("--grid-rot", type=int, default=31,
+                   help="grid attack: rotations, ends included (default 31, the paper's: "
+                        "every 2° over ±30°)")
     p.add_argument("--batch-size", type=int, default=500,
                    help="examples per attack call (default 500)")
     p.add_argument("--seed", type=int, default=0,
@@ -60,6 +66,9 @@ def _check(args) -> None:
         raise UserError(f"--max-trans must be >= 0 pixels, got {args.max_trans}")
     if args.vote_k < 1:
         raise UserError(f"--vote-k must be >= 1, got {args.vote_k}")
+    if args.grid_trans < 1 or args.grid_rot < 1:
+        raise UserError(f"--grid-trans and --grid-rot must be >= 1, got {args.grid_trans} "
+                        f"and {args.grid_rot}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.seed < 0:
@@ -77,7 +86,8 @@ def cmd_spatial(args) -> int:
                              vote_k=args.vote_k, runs_dir=args.runs_dir or "runs",
                              seed=args.seed, quiet=args.quiet, data_dir=args.data_dir,
                              data_path=args.data_path, batch_size=args.batch_size,
-                             device=args.device, weights=args.weights)
+                             device=args.device, weights=args.weights,
+                             grid=(args.grid_trans, args.grid_rot))
     r = run.read_results()
     print(f"run folder: {run.path}")
     print(f"  {threat.describe()} on {r['n_examples']} examples "

@@ -54,24 +54,25 @@ def _predict(target: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tenso
                       for i in range(0, len(x), batch_size)])
 
 
-def _make_attack(name: str, threat: SpatialThreat):
+def _make_attack(name: str, threat: SpatialThreat, grid: tuple[int, int]):
     if name == "random":
         return RandomSpatial(threat, k=1)
     if name == "worst-of-10":
         return RandomSpatial(threat, k=10)
     if name == "grid":
-        return GridAttack(threat)
+        return GridAttack(threat, n_trans=grid[0], n_rot=grid[1])
     return GridLinf(threat)
 
 
 def run_attack(target: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor,
                natural_ok: torch.Tensor, threat: SpatialThreat, *, seed: int,
-               batch_size: int, target_name: str) -> AttackRow:
+               batch_size: int, target_name: str,
+               grid: tuple[int, int] = (5, 31)) -> AttackRow:
     """Attack every naturally correct example with ``name``; the rest count as broken."""
     t0 = time.time()
     correct = natural_ok.clone()
     params = torch.zeros(len(x), 3)
-    attack = _make_attack(name, threat)
+    attack = _make_attack(name, threat, grid)
     rows = natural_ok.nonzero().flatten()
     for b, lo in enumerate(range(0, len(rows), batch_size)):
         r = rows[lo:lo + batch_size]
@@ -108,9 +109,12 @@ def spatial_experiment(model_path: str, dataset: str = "", split: str = "test", 
                        threat: SpatialThreat | None = None, *, vote_k: int = 10,
                        runs_dir: str = "runs", seed: int = 0, quiet: bool | None = None,
                        data_dir: str = "", data_path: str = "", batch_size: int = 500,
-                       device: str = "auto", weights: str = "model") -> Run:
+                       device: str = "auto", weights: str = "model",
+                       grid: tuple[int, int] = (5, 31)) -> Run:
     """Evaluate ``model_path`` (a run folder or .safetensors file) under ``threat`` (default:
-    the paper's ±30°, ±3 px) and write a run folder with results.json and report.html."""
+    the paper's ±30°, ±3 px) and write a run folder with results.json and report.html.
+    ``grid`` is (translations per axis, rotations) of the grid attack and the heatmap; the
+    default 5 × 5 × 31 = 775 points is the paper's."""
     from .evaluate import EvalSpec, _data, _load_model
 
     threat = threat or SpatialThreat()
@@ -142,11 +146,13 @@ def spatial_experiment(model_path: str, dataset: str = "", split: str = "test", 
             if not quiet:
                 print(f"spatial: {a} on the {target_name} ...", flush=True)
             rows.append(run_attack(target, a, x, y, natural_ok, threat, seed=seed,
-                                   batch_size=batch_size, target_name=target_name))
-    heat_grid, heat_acc = grid_accuracy(model, x, y, threat)
+                                   batch_size=batch_size, target_name=target_name, grid=grid))
+    heat_grid, heat_acc = grid_accuracy(model, x, y, threat, *grid)
     wall = time.time() - t0
     results = _results(model_path, name, split, len(x), threat, vote_label, rows, heat_grid,
                        heat_acc, wall)
+    results["grid_points"] = {"n_trans": grid[0], "n_rot": grid[1],
+                              "total": grid[0] ** 2 * grid[1]}
     run.write_results(results)
     for r in rows:
         if r.attack == "natural":
@@ -250,7 +256,7 @@ def spatial_report(run_id: str, results: dict, x, y, model, threat: SpatialThrea
     sections.append(("Accuracy over the transform grid (bare model)", img(_heatmap(
         torch.tensor(g["points"]), torch.tensor(g["accuracy"])), "grid accuracy heatmap")
         + "<p>Each cell: accuracy of the bare model on all evaluated images at that rotation "
-          "and translation, averaged over the other translation axis (5 values).</p>"))
+          "and translation, averaged over the other translation axis.</p>"))
     grid_row = next(r for r in rows if r.target == "model" and r.attack == "grid")
     broken = grid_row.broken[:10]
     if broken:

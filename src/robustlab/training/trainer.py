@@ -80,11 +80,14 @@ class Trainer:
         self.quiet = quiet
         self.objective = get_objective(self.tc.objective)
         self.threat = LpThreat(self.tc.attack.norm, self.tc.attack.eps)
-        self.adversary = (self.objective.make_adversary(self.threat, self.tc.attack, self.tc)
+        kw = {"spatial": cfg.spatial} if self.objective.uses_spatial else {}
+        self.adversary = (self.objective.make_adversary(self.threat, self.tc.attack, self.tc,
+                                                        **kw)
                           if self.objective.make_adversary else None)
-        if self.adversary is not None:
+        if self.adversary is not None and not self.objective.uses_spatial:
             # Attack in train mode, BN running statistics frozen (Xie and Yuille keep BN in the
             # same mode while attacking and learning; Wong et al. attack in train mode too).
+            # Worst-of-k spatial training attacks in eval mode instead (Engstrom et al.).
             self.adversary.train_mode = True
         self.mixbn = getattr(model, "config", {}).get("norm") == "mixbn"
         self.augment = Augment(cfg.data.crop_padding, cfg.data.flip)
