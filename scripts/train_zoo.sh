@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Train the Fashion-MNIST model zoo (10 models, 4 families, standard and adversarially trained)
 # and benchmark it as Su et al. (ECCV 2018) do. Sized for 2 CPU cores, about 45 minutes in all.
-# Run from the repository root:  bash scripts/train_zoo.sh
+# Run:  bash scripts/train_zoo.sh [--quiet]   (extra options go to every `robustlab train`)
 # Each model lands in runs/zoo/zoo-<model>-<timestamp>; examples/zoo-fashion-mnist.toml finds
 # the newest folder of each name. A model already trained is skipped (delete its folder to
 # retrain). The benchmark's own run folder goes to runs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROBUSTLAB=${ROBUSTLAB:-robustlab}
+# The Python that has robustlab installed (default: the project's .venv when there is one).
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+ROBUSTLAB="$PYTHON -m robustlab"
 
-bash scripts/ensure-fashion-mnist.sh
+bash scripts/ensure-fashion-mnist.sh "$PYTHON"
 
 MODELS=(
   cnn-small-ce cnn-small-fgsm-rs cnn-small-pgd-at

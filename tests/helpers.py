@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 
 
-def make_blocks_npz(path: Path, n: int, seed: int, size: int = 28, classes: int = 4) -> Path:
+def make_blocks_npz(path: Path, n: int, seed: int, size: int = 28, classes: int = 4,
+                    noise: float = 0.35) -> Path:
     """A learnable 4-class image set: class k is a bright 8×8 block in quadrant k, plus noise.
     A cnn-small learns it in a few hundred steps, and PGD at eps 0.3 breaks a standard model."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, classes, size=n)
-    images = rng.uniform(0, 0.35, size=(n, size, size, 1))
+    images = rng.uniform(0, noise, size=(n, size, size, 1))
     half = size // 2
     for i, k in enumerate(labels):
         r0 = (k // 2) * half + rng.integers(0, half - 8)
@@ -23,11 +24,11 @@ def make_blocks_npz(path: Path, n: int, seed: int, size: int = 28, classes: int 
     return path
 
 
-def tiny_config(tmp_path: Path, **sections) -> Path:
+def tiny_config(tmp_path: Path, noise: float = 0.35, **sections) -> Path:
     """A TOML config training cnn-small on the blocks set; ``sections`` override keys, e.g.
     ``train={"epochs": 2}``."""
-    train = make_blocks_npz(tmp_path / "train.npz", 384, seed=0)
-    test = make_blocks_npz(tmp_path / "test.npz", 128, seed=1)
+    train = make_blocks_npz(tmp_path / "train.npz", 384, seed=0, noise=noise)
+    test = make_blocks_npz(tmp_path / "test.npz", 128, seed=1, noise=noise)
     base = {
         "run": {"name": "tiny", "seed": 0, "runs_dir": str(tmp_path / "runs"), "threads": 1},
         "data": {"name": "npz", "path": str(train), "test_path": str(test), "val_size": 64},

@@ -38,7 +38,7 @@ def cmd_zoo(args) -> int:
     for m in r["models"]:
         parts = [f"clean acc {m['clean_accuracy']:.4f}"]
         for key in ("cw-l2", "ead", "ifgsm", "fgsm", "clever-l2", "clever-linf"):
-            if key in m and not math.isnan(m[key]["mean"]):
+            if key in m and isinstance(m[key]["mean"], float) and not math.isnan(m[key]["mean"]):
                 parts.append(f"{key} {m[key]['mean']:.4g}")
         print(f"  {m['name']:<24} [{m['family']}] " + ", ".join(parts))
     for key, f in r.get("fit", {}).items():

@@ -441,15 +441,12 @@ def analyse(rows: list[dict], zoo: ZooSection) -> dict:
         # A model with no errors on n images has ln(0) = -inf; half an error (0.5/n) is the
         # usual continuity correction and keeps such a model in the fit.
         errs = [max(r["clean_error"], 0.5 / r["n_examples"]) for r in use]
-        try:
-            fits[key] = fit_distortion_vs_log_error([r[key]["mean"] for r in use], errs)
-        except UserError as err:
-            fits[key] = {"skipped": str(err)}
+        if len({round(e, 12) for e in errs}) < 2:
+            fits[key] = {"skipped": "every model has the same clean error: no fit possible"}
             continue
+        fits[key] = fit_distortion_vs_log_error([r[key]["mean"] for r in use], errs)
         fits[key]["models"] = [r["name"] for r in use]
         fits[key]["errors"] = errs
-        if len({round(e, 12) for e in errs}) < 2:
-            fits[key]["warning"] = "every model has the same clean error: the fit is degenerate"
     families: dict[str, list[str]] = {}
     for r in rows:
         families.setdefault(r["family"], []).append(r["name"])
