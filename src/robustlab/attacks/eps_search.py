@@ -27,8 +27,9 @@ def fgsm_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tenso
             iterations: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(Iterative) FGSM with a per-example ε: ``iterations`` signed-gradient steps of ε/iterations
     on the logit margin (not cross-entropy, whose gradient is exactly zero in float32 on very
-    confident predictions, which would stall the search), clipped to the ε-ball and [0, 1]. Returns the first successful iterate
-    per example (the last iterate where none succeeded) and the success flags."""
+    confident predictions, which would stall the search), clipped to the ε-ball and [0, 1].
+    Returns the first successful iterate per example (the last iterate where none succeeded)
+    and the success flags."""
     eps = eps.view(-1, *([1] * (x.dim() - 1)))
     step = eps / iterations
     x_adv = x.clone()
