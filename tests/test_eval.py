@@ -150,7 +150,7 @@ def test_torchrun_sharded_eval_matches_one_process(trained):
     import sys
 
     run_path, _, tmp = trained
-    args = ["--n", "64", "--eps", "0.25", "--version", "custom", "--attacks", "fgsm",
+    args = ["--num-examples", "64", "--eps", "0.25", "--version", "custom", "--attacks", "fgsm",
             "--no-masking-checks", "--quiet"]
     assert main(["eval", str(run_path), "--runs-dir", str(tmp / "one"), *args]) == 0
     env = {**os.environ, "ROBUSTLAB_QUIET": "1", "OMP_NUM_THREADS": "1"}

@@ -25,8 +25,10 @@ def register(sub) -> None:
     p.add_argument("--split", default="test", choices=("train", "val", "test"),
                    help="dataset split (val: the 5000 examples carved from training with the "
                         "default seed; default test)")
-    p.add_argument("--n", type=int, default=1000,
-                   help="evaluate the first N examples of the split (0: all; default 1000)")
+    p.add_argument("--n", "--num-examples", dest="n", type=int, default=1000,
+                   help="evaluate the first N examples of the split (0: all; default 1000); "
+                        "under torchrun write --num-examples, which torchrun cannot mistake for "
+                        "one of its own options")
     p.add_argument("--norm", default="linf", help="threat model: linf, l2 or l1")
     p.add_argument("--eps", type=float, nargs="+", default=[0.1],
                    help="radius on the [0, 1] pixel scale; several give an accuracy-vs-eps "
