@@ -86,3 +86,21 @@ def test_cli_bad_config_exits_2_with_one_message(tmp_path, capsys):
     assert rc == 2
     assert "train.epochs" in err and str(p) in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # nothing written for a bad config
+
+
+def test_train_size_takes_nested_subsets_and_rejects_too_many(tmp_path):
+    from helpers import tiny_config
+
+    from robustlab.errors import UserError
+    from robustlab.experiments.common import load_splits
+
+    def train_images(size):
+        cfg = load_config(tiny_config(tmp_path, data={"train_size": size}))
+        return load_splits(cfg)[0]
+
+    full, small, large = train_images(0), train_images(50), train_images(200)
+    assert (len(full), len(small), len(large)) == (320, 50, 200)
+    rows = {tuple(im.flatten().tolist()) for im in large.images}
+    assert all(tuple(im.flatten().tolist()) in rows for im in small.images)
+    with pytest.raises(UserError, match="train_size = 400 exceeds the 320"):
+        train_images(400)

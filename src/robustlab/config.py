@@ -54,6 +54,8 @@ class DataSection:
     test_path: str = opt("", doc="npz: the file of test images (default: path)")
     val_size: int = opt(5000, lo=0, doc="examples carved from the training set for validation")
     val_seed: int = opt(0, lo=0)
+    train_size: int = opt(0, lo=0, doc="train on a random subset of this many of the remaining "
+                          "training examples (0: all); smaller sizes are nested in larger ones")
     crop_padding: int = opt(0, lo=0, doc="random crop with this zero padding (0: off)")
     flip: bool = opt(False, doc="random horizontal flip")
     extra_npz: str = opt("", doc="an npz file of extra (e.g. generated) training images")

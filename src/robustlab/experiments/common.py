@@ -30,6 +30,17 @@ def setup(cfg: Config, rank: int = 0) -> torch.device:
     return resolve_device(cfg.run.device)
 
 
+def train_subset(n: int, size: int, seed: int) -> torch.Tensor:
+    """Indices of ``size`` of ``n`` training examples. One fixed permutation per seed, of which
+    every size takes a prefix: the subsets of a data-size sweep are nested, so a larger run only
+    adds examples."""
+    if size > n:
+        raise UserError(f"data.train_size = {size} exceeds the {n} training examples left after "
+                        f"the validation carve")
+    g = torch.Generator().manual_seed(10_007 + seed)
+    return torch.randperm(n, generator=g)[:size].sort().values
+
+
 def load_splits(cfg: Config):
     """(train, val, test) ImageData; val is None when val_size is 0."""
     from .. import data
@@ -41,6 +52,8 @@ def load_splits(cfg: Config):
             raise UserError("data.path: the npz dataset needs the path of its file")
         kw["path"] = cfg.data.path
     train = data.load(cfg.data.name, "train", **kw)
+    if cfg.data.train_size:
+        train = train.subset(train_subset(len(train), cfg.data.train_size, cfg.data.val_seed))
     val = data.load(cfg.data.name, "val", **kw) if cfg.data.val_size > 0 else None
     if cfg.data.name == "npz" and cfg.data.test_path:
         kw.update(path=cfg.data.test_path, val_size=0)
