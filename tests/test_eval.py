@@ -49,6 +49,21 @@ def test_suites_break_a_standard_model(trained):
     assert res.passes["backward_examples"] > 0
 
 
+def test_channels_last_evaluation_agrees_and_restores_the_layout(trained):
+    run_path, test, _ = trained
+    model = load_model(run_path)
+    x, y = test.float_images()[:64], test.labels[:64]
+    threat = LpThreat("linf", 0.15)
+    suite = build_suite("custom", threat, attacks=["pgd"])
+    nchw = evaluate(model, x, y, threat, suite, channels_last=False)
+    nhwc = evaluate(model, x, y, threat, suite, channels_last=True)
+    # The same convolution in another summation order: at most a borderline example may differ.
+    assert abs(nchw.robust_accuracy - nhwc.robust_accuracy) <= 1 / 64
+    assert 0 < nhwc.robust_accuracy < nhwc.clean_accuracy
+    four_d = [p for p in model.parameters() if p.dim() == 4]
+    assert four_d and all(p.is_contiguous() for p in four_d)
+
+
 def test_eval_cli_writes_results_and_resumes_exactly(trained, monkeypatch, capsys):
     run_path, _, tmp = trained
     args = _eval_args(run_path, tmp, "--version", "custom", "--attacks", "pgd,apgd-ce",

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from ..attacks.base import Attack, model_mode
+from ..models.layout import channels_last as channels_last_layout
+from ..models.layout import wants_channels_last
 from ..passes import PassCount, count_passes
 from ..progress import progress_bar
 from ..threat import LpThreat
@@ -127,16 +129,29 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: LpThrea
              attacks: Sequence[Attack], *, batch_size: int = 500, keep_adv: bool = False,
              seed: int = 0, state: EvalState | None = None,
              on_unit: Callable[[EvalState], None] | None = None,
-             quiet: bool | None = None) -> EvalResult:
+             quiet: bool | None = None, channels_last: bool | None = None) -> EvalResult:
     """Robust accuracy of ``model`` on ``(x, y)`` under ``threat`` against ``attacks`` in turn.
 
     Works for any ``nn.Module`` that takes images in [0, 1]. Each attack sees only the points no
     earlier attack broke; an example counts as broken only if its adversarial example is inside
     the threat model and a fresh forward pass misclassifies it. ``state`` continues an
     interrupted evaluation; ``on_unit`` is called after every (attack, batch) unit, to save it.
+    ``channels_last`` (default: on for convolutional models on CPU) runs the evaluation with the
+    convolution weights in channels-last layout, the faster one for oneDNN; the model is put back
+    as it was afterwards.
     """
     params = list(model.parameters())
     device = params[0].device if params else x.device
+    if channels_last is None:
+        channels_last = wants_channels_last(model, torch.device(device))
+    with channels_last_layout(model, channels_last):
+        return _evaluate(model, x, y, threat, attacks, device=device, batch_size=batch_size,
+                         keep_adv=keep_adv, seed=seed, state=state, on_unit=on_unit,
+                         quiet=quiet)
+
+
+def _evaluate(model, x, y, threat, attacks, *, device, batch_size, keep_adv, seed, state,
+              on_unit, quiet) -> EvalResult:
     x, y = x.to(device), y.to(device)
     n = len(x)
     if state is None:
