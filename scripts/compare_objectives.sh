@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The adversarial-training comparison of docs/results.md: cnn-small on Fashion-MNIST, eps = 0.1
+# (linf), one run per objective with the same epoch budget and the same training subset, each
+# evaluated on the first 1000 test images with PGD-20 and then robustlab's AutoAttack `fast`
+# suite on the points PGD-20 left, and the markdown table printed at the end.
+# Run:  bash scripts/compare_objectives.sh            (TRAIN_SIZE=55000 EPOCHS=10 for more)
+# Runs go to $RUNS (default runs/objectives/); an objective already done there is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+TRAIN_SIZE=${TRAIN_SIZE:-20000}
+EPOCHS=${EPOCHS:-3}
+OBJECTIVES=${OBJECTIVES:-"ce fgsm-rs n-fgsm pgd-at trades weat"}
+RUNS=${RUNS:-runs/objectives}
+bash scripts/ensure-fashion-mnist.sh "$PYTHON"
+for obj in $OBJECTIVES; do
+  if compgen -G "$RUNS/fmnist-$obj-2*/results.json" > /dev/null; then
+    echo "== $obj: already done, skipped"
+    continue
+  fi
+  echo "== $obj"
+  $PYTHON -m robustlab run "examples/fashion-mnist-$obj.toml" --runs-dir "$RUNS" \
+    --set "data.train_size=$TRAIN_SIZE" --set "train.epochs=$EPOCHS" "$@"
+done
+$PYTHON scripts/objectives_table.py "$RUNS"
