@@ -110,20 +110,17 @@ class FAB(Attack):
     # -- linearisation -------------------------------------------------------------------------
 
     def _closest_hyperplane(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                            target: torch.Tensor | None
-                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(f, g, pred)``: value and input gradient of the logit difference ``z_k − z_y`` whose
-        linearised boundary is closest (untargeted), or of ``z_t − z_y`` (targeted), and the
-        predicted class at ``x``."""
+                            target: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(f, g)``: value and input gradient of the logit difference ``z_k − z_y`` whose
+        linearised boundary is closest (untargeted), or of ``z_t − z_y`` (targeted)."""
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             logits = model(xg)
-            pred = logits.detach().argmax(1)
             z_y = logits.gather(1, y[:, None])[:, 0]
             if target is not None:
                 diff = logits.gather(1, target[:, None])[:, 0] - z_y
                 (grad,) = torch.autograd.grad(diff.sum(), xg)
-                return diff.detach(), grad.flatten(1), pred
+                return diff.detach(), grad.flatten(1)
             # One backward per class; keep only the running closest boundary, so memory does not
             # grow with the number of classes.
             best_dist = torch.full_like(z_y, float("inf"))
@@ -140,7 +137,7 @@ class FAB(Attack):
                 best_dist = torch.where(closer, dist, best_dist)
                 best_f = torch.where(closer, diff.detach(), best_f)
                 best_g = torch.where(closer[:, None], grad, best_g)
-            return best_f, best_g, pred
+            return best_f, best_g
 
     # -- one run -------------------------------------------------------------------------------
 
@@ -164,8 +161,8 @@ class FAB(Attack):
         x1 = self._random_start(x) if random_start else x0.clone()
         best_x = x0.clone()
         best_dist = torch.full((len(x),), float("inf"), device=x.device, dtype=x.dtype)
-        f, g, _ = self._closest_hyperplane(model, x1.view(shape), y, target)
-        for step in range(self.steps):
+        for _ in range(self.steps):
+            f, g = self._closest_hyperplane(model, x1.view(shape), y, target)
             # Hyperplane {z : f + g·(z − x1) = 0}; the same one seen from x1 and from x0.
             c1 = -f
             c0 = -f - (g * (x0 - x1)).sum(1)
@@ -176,16 +173,8 @@ class FAB(Attack):
             a0 = lp_norm(d0, norm).clamp_min(1e-8)
             alpha = (a1 / (a1 + a0)).clamp(0.0, self.alpha_max)[:, None]
             x1 = ((x1 + self.eta * d1) * (1 - alpha) + (x0 + self.eta * d0) * alpha).clamp(0, 1)
-            # The forward pass that tells whether x1 is adversarial also linearises the model
-            # for the next step (the reference code spends a separate forward pass on it); only
-            # the points that step back need a fresh linearisation.
-            last = step == self.steps - 1
-            if last:
-                with torch.no_grad():
-                    pred = model(x1.view(shape)).argmax(1)
-            else:
-                f, g, pred = self._closest_hyperplane(model, x1.view(shape), y, target)
-            is_adv = pred != y
+            with torch.no_grad():
+                is_adv = model(x1.view(shape)).argmax(1) != y
             if bool(is_adv.any()):
                 dist = lp_norm(x1 - x0, norm)
                 better = is_adv & (dist < best_dist)
@@ -193,13 +182,6 @@ class FAB(Attack):
                 best_dist = torch.where(better, dist, best_dist)
                 # Backward step: look for a closer adversarial point from inside the boundary.
                 x1 = torch.where(is_adv[:, None], x0 + self.beta * (x1 - x0), x1)
-                if not last:
-                    back = is_adv.nonzero().flatten()
-                    fb, gb, _ = self._closest_hyperplane(
-                        model, x1[back].view(-1, *shape[1:]), y[back],
-                        None if target is None else target[back])
-                    f, g = f.clone(), g.clone()
-                    f[back], g[back] = fb, gb
         return best_x.view(shape), best_dist
 
     # -- the attack ----------------------------------------------------------------------------
