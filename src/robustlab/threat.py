@@ -8,6 +8,7 @@ silently clipping, because a clip would hide an attack bug behind a plausible nu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -99,26 +100,37 @@ class LpThreat:
 
     def check(self, x_adv: torch.Tensor, x: torch.Tensor, source: str = "attack") -> None:
         """Raise :class:`ThreatViolation` if any example leaves the threat model."""
-        if x_adv.shape != x.shape:
-            raise ThreatViolation(f"{source}: adversarial batch has shape {tuple(x_adv.shape)}, "
-                                  f"clean batch {tuple(x.shape)}")
-        with torch.no_grad():
-            ok = self.contains(x_adv.detach(), x.detach())
-            if not bool(ok.all()):
-                bad = (~ok).nonzero().flatten()
-                i = int(bad[0])
-                n = float(self.norms(x_adv[i : i + 1], x[i : i + 1])[0])
-                lo, hi = float(x_adv[i].min()), float(x_adv[i].max())
-                raise ThreatViolation(
-                    f"{source}: {bad.numel()} example(s) leave the {self.describe()} threat model; "
-                    f"example {i} has {self.norm} norm {n:.6g} and pixel range [{lo:.4g}, {hi:.4g}]"
-                )
+        check_batch(self, x_adv, x, source, lambda i: (
+            f"{self.norm} norm {float(self.norms(x_adv[i:i + 1], x[i:i + 1])[0]):.6g} and "
+            f"{pixel_range(x_adv[i])}"))
 
     def describe(self) -> str:
         return f"{self.norm} eps={self.eps:g}"
 
     def to_dict(self) -> dict:
         return {"kind": "lp", **asdict(self)}
+
+
+def pixel_range(image: torch.Tensor) -> str:
+    return f"pixel range [{float(image.min()):.4g}, {float(image.max()):.4g}]"
+
+
+def check_batch(threat, x_adv: torch.Tensor, x: torch.Tensor, source: str,
+                explain: Callable[[int], str]) -> None:
+    """The one check every threat model makes of an attack's output: the batch's shape, then
+    ``threat.contains`` per example; a violation raises :class:`ThreatViolation` naming the
+    source, how many examples failed, and ``explain(i)`` of the first one."""
+    if x_adv.shape != x.shape:
+        raise ThreatViolation(f"{source}: adversarial batch has shape {tuple(x_adv.shape)}, "
+                              f"clean batch {tuple(x.shape)}")
+    with torch.no_grad():
+        ok = threat.contains(x_adv.detach(), x.detach())
+        if not bool(ok.all()):
+            bad = (~ok).nonzero().flatten()
+            i = int(bad[0])
+            raise ThreatViolation(f"{source}: {bad.numel()} example(s) leave the "
+                                  f"{threat.describe()} threat model; example {i} has "
+                                  f"{explain(i)}")
 
 
 def make_threat(norm: str, eps: float) -> LpThreat:

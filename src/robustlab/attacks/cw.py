@@ -78,7 +78,51 @@ class ConstSearch:
         self.const = torch.where(found, bisect, self.const * 10)
 
 
-class CarliniWagnerL2(Attack):
+class MinimalDistortionAttack(Attack):
+    """What C&W and EAD share: an unbounded attack whose threat model is the ℓp ball covering
+    the whole [0, 1] box (so only the box and finiteness are checked), a binary search over c,
+    and optionally a target per example chosen from the clean logits."""
+
+    norm = "l2"
+
+    def __init__(self, *, steps: int, binary_search_steps: int, initial_const: float,
+                 lr: float, kappa: float, targeted: bool, target_mode: str, abort_early: bool,
+                 seed: int):
+        for what, v in (("steps", steps), ("binary_search_steps", binary_search_steps)):
+            if int(v) < 1:
+                raise UserError(f"{self.name}: {what} must be >= 1, got {v}")
+        if not initial_const > 0 or not lr > 0 or not kappa >= 0:
+            raise UserError(f"{self.name}: initial_const and lr must be > 0 and kappa >= 0, got "
+                            f"{initial_const}, {lr}, {kappa}")
+        if target_mode not in TARGET_MODES:
+            raise UserError(f"{self.name}: unknown target_mode {target_mode!r}; "
+                            f"expected one of {', '.join(TARGET_MODES)}")
+        self.steps = int(steps)
+        self.binary_search_steps = int(binary_search_steps)
+        self.initial_const = float(initial_const)
+        self.lr = float(lr)
+        self.kappa = float(kappa)
+        self.targeted = bool(targeted)
+        self.target_mode = target_mode
+        self.abort_early = abort_early
+        self.seed = seed
+        self.threat = LpThreat(self.norm, math.inf)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
+        self.threat = box_covering_threat(self.norm, x)
+        return super().__call__(model, x, y)
+
+    def _labels(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        """(clean logits, the label the margin is taken against: y, or the chosen target)."""
+        with torch.no_grad():
+            clean_logits = model(x)
+        if not self.targeted:
+            return clean_logits, y
+        gen = torch.Generator().manual_seed(self.seed)
+        return clean_logits, choose_targets(clean_logits, y, self.target_mode, gen)
+
+
+class CarliniWagnerL2(MinimalDistortionAttack):
     """C&W ℓ2 with the paper's settings as defaults: 1000 Adam steps (lr 0.001), 9 binary-search
     steps over c starting at 0.01, confidence κ = 0. Targeted with ``targeted=True``; the target
     is chosen by ``target_mode`` (Su et al. use the least likely class) and returned in
@@ -90,38 +134,13 @@ class CarliniWagnerL2(Attack):
                  initial_const: float = 0.01, lr: float = 0.001, kappa: float = 0.0,
                  targeted: bool = False, target_mode: str = "least-likely",
                  abort_early: bool = True, seed: int = 0):
-        for what, v in (("steps", steps), ("binary_search_steps", binary_search_steps)):
-            if int(v) < 1:
-                raise UserError(f"cw-l2: {what} must be >= 1, got {v}")
-        if not initial_const > 0 or not lr > 0 or not kappa >= 0:
-            raise UserError("cw-l2: initial_const and lr must be > 0 and kappa >= 0, got "
-                            f"{initial_const}, {lr}, {kappa}")
-        if target_mode not in TARGET_MODES:
-            raise UserError(f"cw-l2: unknown target_mode {target_mode!r}; "
-                            f"expected one of {', '.join(TARGET_MODES)}")
-        self.steps = int(steps)
-        self.binary_search_steps = int(binary_search_steps)
-        self.initial_const = float(initial_const)
-        self.lr = float(lr)
-        self.kappa = float(kappa)
-        self.targeted = bool(targeted)
-        self.target_mode = target_mode
-        self.abort_early = abort_early
-        self.seed = seed
-        self.threat = LpThreat("l2", math.inf)
-
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
-        self.threat = box_covering_threat("l2", x)
-        return super().__call__(model, x, y)
+        super().__init__(steps=steps, binary_search_steps=binary_search_steps,
+                         initial_const=initial_const, lr=lr, kappa=kappa, targeted=targeted,
+                         target_mode=target_mode, abort_early=abort_early, seed=seed)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
         n = x.shape[0]
-        with torch.no_grad():
-            clean_logits = model(x)
-        label = y
-        if self.targeted:
-            gen = torch.Generator().manual_seed(self.seed)
-            label = choose_targets(clean_logits, y, self.target_mode, gen)
+        clean_logits, label = self._labels(model, x, y)
         # atanh(±1) is infinite: shrink slightly so pixels at 0 or 1 stay representable.
         w0 = torch.atanh((2 * x - 1).clamp(-1, 1) * (1 - 1e-6))
         search = ConstSearch(n, self.initial_const, x.device)

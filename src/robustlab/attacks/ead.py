@@ -16,16 +16,9 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..threat import LpThreat, lp_norm
-from .base import Attack, AttackResult
-from .cw import (
-    TARGET_MODES,
-    ConstSearch,
-    box_covering_threat,
-    choose_targets,
-    margin_loss,
-    succeeded,
-)
+from ..threat import lp_norm
+from .base import AttackResult
+from .cw import ConstSearch, MinimalDistortionAttack, margin_loss, succeeded
 
 DECISION_RULES = ("l1", "en")
 
@@ -36,11 +29,12 @@ def shrink_to_box(z: torch.Tensor, x0: torch.Tensor, beta: float) -> torch.Tenso
     return (x0 + d.sign() * (d.abs() - beta).clamp_min(0)).clamp(0.0, 1.0)
 
 
-class EAD(Attack):
+class EAD(MinimalDistortionAttack):
     """EAD with the paper's defaults: β = 1e-3, 1000 FISTA steps with lr 0.01, 9 binary-search
     steps over c from 0.01, κ = 0, ℓ1 decision rule. ``extras["distortion"]`` is the ℓ1 norm."""
 
     name = "ead"
+    norm = "l1"
 
     def __init__(self, beta: float = 1e-3, steps: int = 1000, binary_search_steps: int = 9,
                  initial_const: float = 0.01, lr: float = 0.01, kappa: float = 0.0,
@@ -49,40 +43,17 @@ class EAD(Attack):
         if decision_rule not in DECISION_RULES:
             raise UserError(f"ead: unknown decision_rule {decision_rule!r}; "
                             f"expected one of {', '.join(DECISION_RULES)}")
-        if target_mode not in TARGET_MODES:
-            raise UserError(f"ead: unknown target_mode {target_mode!r}; "
-                            f"expected one of {', '.join(TARGET_MODES)}")
-        for what, v in (("steps", steps), ("binary_search_steps", binary_search_steps)):
-            if int(v) < 1:
-                raise UserError(f"ead: {what} must be >= 1, got {v}")
-        if not beta >= 0 or not initial_const > 0 or not lr > 0 or not kappa >= 0:
-            raise UserError("ead: beta and kappa must be >= 0, initial_const and lr > 0, got "
-                            f"{beta}, {kappa}, {initial_const}, {lr}")
+        super().__init__(steps=steps, binary_search_steps=binary_search_steps,
+                         initial_const=initial_const, lr=lr, kappa=kappa, targeted=targeted,
+                         target_mode=target_mode, abort_early=abort_early, seed=seed)
+        if not beta >= 0:
+            raise UserError(f"ead: beta must be >= 0, got {beta}")
         self.beta = float(beta)
-        self.steps = int(steps)
-        self.binary_search_steps = int(binary_search_steps)
-        self.initial_const = float(initial_const)
-        self.lr = float(lr)
-        self.kappa = float(kappa)
         self.decision_rule = decision_rule
-        self.targeted = bool(targeted)
-        self.target_mode = target_mode
-        self.abort_early = abort_early
-        self.seed = seed
-        self.threat = LpThreat("l1", math.inf)
-
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
-        self.threat = box_covering_threat("l1", x)
-        return super().__call__(model, x, y)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
         n = x.shape[0]
-        with torch.no_grad():
-            clean_logits = model(x)
-        label = y
-        if self.targeted:
-            gen = torch.Generator().manual_seed(self.seed)
-            label = choose_targets(clean_logits, y, self.target_mode, gen)
+        clean_logits, label = self._labels(model, x, y)
         search = ConstSearch(n, self.initial_const, x.device)
         best_score = torch.full((n,), math.inf, device=x.device)
         best_adv = x.clone()

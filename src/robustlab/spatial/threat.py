@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..errors import ThreatViolation, UserError
+from ..errors import UserError
+from ..threat import check_batch, pixel_range
 from .transform import BORDERS, apply_params, canvas_padding
 
 # Bilinear sampling is a convex combination, but float32 may land a few ulps outside [0, 1].
@@ -143,18 +144,7 @@ class SpatialThreat:
     def check(self, x_adv: torch.Tensor, x: torch.Tensor, source: str = "attack") -> None:
         """Raise :class:`ThreatViolation` if an adversarial example has the wrong shape, leaves
         [0, 1] or is not finite."""
-        if x_adv.shape != x.shape:
-            raise ThreatViolation(f"{source}: adversarial batch has shape {tuple(x_adv.shape)}, "
-                                  f"clean batch {tuple(x.shape)}")
-        with torch.no_grad():
-            ok = self.contains(x_adv.detach(), x.detach())
-            if not bool(ok.all()):
-                bad = (~ok).nonzero().flatten()
-                i = int(bad[0])
-                lo, hi = float(x_adv[i].min()), float(x_adv[i].max())
-                raise ThreatViolation(
-                    f"{source}: {bad.numel()} example(s) leave the {self.describe()} threat "
-                    f"model; example {i} has pixel range [{lo:.4g}, {hi:.4g}]")
+        check_batch(self, x_adv, x, source, lambda i: pixel_range(x_adv[i]))
 
     def describe(self) -> str:
         s = f"spatial rot ±{self.max_angle:g}° trans ±{self.max_trans:g}px border={self.border}"
