@@ -118,7 +118,7 @@ class TrainSection:
 class EvalSection:
     split: str = opt("test", choices=("train", "val", "test"))
     n: int = opt(0, lo=0, doc="evaluate the first n examples (0: all)")
-    batch_size: int = opt(500, lo=1)
+    batch_size: int = opt(0, lo=0, doc="points attacked at once (0: 128 on CPU, 500 on GPU)")
     attacks: list = opt(["pgd"], doc="attack names, run in turn on the points still robust; "
                         "autoattack-standard / -fast / -plus / -rand expand to those suites")
     attack: AttackSection = field(default_factory=lambda: AttackSection(steps=20))

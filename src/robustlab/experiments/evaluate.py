@@ -40,7 +40,7 @@ class EvalSpec:
     eps: list = field(default_factory=lambda: [0.1])
     version: str = "standard"
     attacks: list = field(default_factory=list)
-    batch_size: int = 500
+    batch_size: int = 0  # 0: evaluation.default_batch_size for the device
     seed: int = 0
     bn: str = "clean"
     save_adv: bool = False
