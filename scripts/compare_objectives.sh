@@ -2,7 +2,9 @@
 # The adversarial-training comparison of docs/results.md: cnn-small on Fashion-MNIST, eps = 0.1
 # (linf), one run per objective with the same epoch budget and the same training subset, each
 # evaluated on the first 1000 test images with PGD-20 and then robustlab's AutoAttack `fast`
-# suite on the points PGD-20 left, and the markdown table printed at the end.
+# suite on the points PGD-20 left; then robustlab's strongest ensemble, `robustlab eval
+# --version standard` (APGD-CE, APGD-T, FAB-T, Square-5000), on the first STANDARD_N test images
+# of every model (0 skips it), and the markdown table printed at the end.
 # Run:  bash scripts/compare_objectives.sh            (TRAIN_SIZE=55000 EPOCHS=10 for more)
 # Runs go to $RUNS (default runs/objectives/); an objective already done there is skipped.
 set -euo pipefail
@@ -24,4 +26,17 @@ for obj in $OBJECTIVES; do
   $PYTHON -m robustlab run "examples/fashion-mnist-$obj.toml" --runs-dir "$RUNS" \
     --set "data.train_size=$TRAIN_SIZE" --set "train.epochs=$EPOCHS" "$@"
 done
+STANDARD_N=${STANDARD_N:-500}
+if [ "$STANDARD_N" -gt 0 ]; then
+  for obj in $OBJECTIVES; do
+    if compgen -G "$RUNS/standard-$obj-2*/results.json" > /dev/null; then
+      echo "== standard AutoAttack on $obj: already done, skipped"
+      continue
+    fi
+    run=$(ls -d "$RUNS"/fmnist-"$obj"-2* | tail -1)
+    echo "== standard AutoAttack on $run (n = $STANDARD_N)"
+    $PYTHON -m robustlab eval "$run" --version standard --n "$STANDARD_N" --eps 0.1 \
+      --runs-dir "$RUNS" --name "standard-$obj" --quiet
+  done
+fi
 $PYTHON scripts/objectives_table.py "$RUNS"

@@ -1,6 +1,8 @@
 """Markdown table of the objective comparison (scripts/compare_objectives.sh): for the newest
 finished run of each objective under a runs folder, clean accuracy, PGD-20 and final robust
-accuracy from its evaluation stages, training FLOPs and wall time.
+accuracy from its evaluation stages, the robust accuracy under robustlab's `standard`
+AutoAttack from the newest `robustlab eval` of that run (with its gradient-masking flags),
+training FLOPs and wall time.
 
     python scripts/objectives_table.py runs/objectives
 """
@@ -24,9 +26,23 @@ def newest_results(root: Path) -> dict[str, dict]:
     return {k: v[1] | {"run": v[0]} for k, v in out.items()}
 
 
+def standard_evals(root: Path) -> dict[str, dict]:
+    """The newest `robustlab eval --version standard` results per evaluated run folder name."""
+    out: dict[str, tuple[str, dict]] = {}
+    for f in sorted(root.glob("*/results.json")):
+        r = json.loads(f.read_text())
+        if r.get("attack") != "autoattack-standard" or "model" not in r:
+            continue
+        run = Path(r["model"]).name
+        if run not in out or f.parent.name > out[run][0]:
+            out[run] = (f.parent.name, r)
+    return {k: v[1] for k, v in out.items()}
+
+
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/objectives")
     rows = newest_results(root)
+    standard = standard_evals(root)
     if not rows:
         sys.exit(f"error: no finished runs with results.json under {root}")
     any_row = next(iter(rows.values()))
@@ -34,14 +50,20 @@ def main() -> None:
     print(f"n = {any_row['n_examples']} {any_row['split']} images, "
           f"{any_row['threat']['norm']} eps = {any_row['threat']['eps']:g}; "
           f"attacks in turn: {' -> '.join(stages)}\n")
-    print("| objective | clean | PGD-20 | AutoAttack (fast) | train FLOPs | train wall time "
-          "| run |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    n_std = {r["n_examples"] for r in standard.values()}
+    std_head = f"AutoAttack standard (n = {', '.join(map(str, sorted(n_std)))})" if n_std \
+        else "AutoAttack standard"
+    print(f"| objective | clean | PGD-20 | AutoAttack (fast) | {std_head} | masking flags "
+          "| train FLOPs | train wall time | run |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---|")
     for obj in sorted(rows, key=lambda o: ORDER.index(o) if o in ORDER else len(ORDER)):
         r = rows[obj]
         pgd = r["eval_stages"][0]["robust_accuracy"]
+        s = standard.get(r["run"])
+        std = f"{100 * s['robust_accuracy']:.2f}" if s else "–"
+        flags = (", ".join(s.get("masking_flags", [])) or "none") if s else "–"
         print(f"| {obj} | {100 * r['clean_accuracy']:.2f} | {100 * pgd:.2f} "
-              f"| {100 * r['robust_accuracy']:.2f} | {r['train_flops']:.3g} "
+              f"| {100 * r['robust_accuracy']:.2f} | {std} | {flags} | {r['train_flops']:.3g} "
               f"| {r['train_wall_seconds'] / 60:.1f} min | {r['run']} |")
 
 
