@@ -196,6 +196,15 @@ def test_clever_on_linear_models():
     assert clever_score(model, x, n_batches=5, batch_size=16, radius=exact / 4) == exact / 4
 
 
+def test_reverse_weibull_location_rejects_fits_that_run_off():
+    # 20 right-skewed batch maxima, as a 20-batch CLEVER run gives: for two of these draws the
+    # plain fit put the end point near 1e7 and 1e8, so the CLEVER score collapsed to ~1e-7.
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        m = 3 + rng.gamma(2.0, 0.3, size=20)
+        assert m.max() <= reverse_weibull_location(m) <= m.max() + 10 * (m.max() - m.min())
+
+
 def test_reverse_weibull_location_recovers_end_point():
     rng = np.random.default_rng(0)
     maxima = weibull_max.rvs(4.0, loc=2.0, scale=0.3, size=400, random_state=rng)
