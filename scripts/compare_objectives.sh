@@ -9,9 +9,7 @@
 # Runs go to $RUNS (default runs/objectives/); an objective already done there is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${PYTHON:-}" ]; then
-  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
-fi
+source scripts/python.sh
 TRAIN_SIZE=${TRAIN_SIZE:-20000}
 EPOCHS=${EPOCHS:-3}
 OBJECTIVES=${OBJECTIVES:-"ce fgsm-rs n-fgsm pgd-at trades weat"}

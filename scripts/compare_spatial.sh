@@ -6,9 +6,7 @@
 # Run:  bash scripts/compare_spatial.sh          (N=1000 for the paper's size; default 500)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${PYTHON:-}" ]; then
-  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
-fi
+source scripts/python.sh
 N=${N:-500}
 TRAIN_SIZE=${TRAIN_SIZE:-20000}
 EPOCHS=${EPOCHS:-3}

@@ -7,10 +7,7 @@
 # retrain). The benchmark's own run folder goes to runs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The Python that has robustlab installed (default: the project's .venv when there is one).
-if [ -z "${PYTHON:-}" ]; then
-  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
-fi
+source scripts/python.sh
 ROBUSTLAB="$PYTHON -m robustlab"
 
 bash scripts/ensure-fashion-mnist.sh "$PYTHON"
