@@ -89,14 +89,15 @@ def attack_name(attack) -> str:
     return getattr(attack, "label", None) or getattr(attack, "name", type(attack).__name__)
 
 
-@torch.no_grad()
 def default_batch_size(device: torch.device) -> int:
     """Points attacked at once when the caller does not say. On CPU, 128: a batch's activations
-    then stay in cache, and cnn-small runs forward and forward-backward passes about 1.8x faster
-    per image than in batches of 512 (docs/benchmarks.md); a GPU wants large batches."""
+    then stay in cache, and cnn-small runs forward and forward-backward passes about 1.9x faster
+    per image than in batches of 512 (bench/eval_throughput.py, docs/benchmarks.md); a GPU wants
+    large batches."""
     return 128 if device.type == "cpu" else 500
 
 
+@torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     with model_mode(model, False):
         return torch.cat([model(x[i:i + batch_size]).argmax(1)
