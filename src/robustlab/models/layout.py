@@ -1,10 +1,11 @@
 """Memory layout of convolution weights during evaluation.
 
-On CPU, oneDNN runs convolutions in channels-last (NHWC) layout about twice as fast as in the
-default NCHW layout for the forward pass (1.4x for forward plus backward; measured on cnn-small,
-docs/benchmarks.md). Attacks make thousands of passes, so the evaluation switches the model's
-4-D weights to channels-last for its duration and puts them back afterwards. The arithmetic is
-the same convolution; only the order of the floating-point sums can differ.
+On CPU, oneDNN runs convolutions in channels-last (NHWC) layout 1.5-3x as fast as in the
+default NCHW layout for the forward pass, and 1.7-2.3x for forward plus backward (cnn-small at
+batch 128, bench/eval_throughput.py; docs/benchmarks.md). Attacks make thousands of passes,
+so the evaluation switches the model's 4-D weights to channels-last for its duration and puts
+them back afterwards. The arithmetic is the same convolution; only the order of the
+floating-point sums can differ.
 """
 
 from __future__ import annotations

@@ -1,0 +1,77 @@
+"""Why evaluations on CPU run channels-last in batches of 128: images per second of cnn-small's
+forward pass and its forward-backward to the input (an attack step), NCHW against channels-last
+and over batch sizes, in one process.
+
+    .venv/bin/python bench/eval_throughput.py [--arch cnn-small] [--reps 4096]
+
+Prints each rate and two ratios: channels-last ÷ NCHW at the evaluation's default batch, and
+batch 128 ÷ batch 512 in channels-last (the choices of models/layout.py and
+evaluation.default_batch_size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from robustlab import data, models
+from robustlab.evaluation.evaluate import default_batch_size
+
+
+def rate(fn, batch: int, repeats: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return batch / statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", default="cnn-small")
+    p.add_argument("--reps", type=int, default=4096, help="images timed per setting")
+    args = p.parse_args()
+    test = data.load("fashion-mnist", "test")
+    spec = test.spec
+    torch.manual_seed(0)
+    model = models.create(args.arch, spec.num_classes, spec.in_channels, norm="none",
+                          image_size=spec.image_size).eval()
+    images = test.float_images()[:512]
+    default = default_batch_size(torch.device("cpu"))
+    print(f"{args.arch}, {torch.get_num_threads()} threads; images/s (median)")
+    rates = {}
+    for layout in ("nchw", "channels-last"):
+        if layout == "channels-last":
+            model.to(memory_format=torch.channels_last)
+        for batch in (64, 128, 256, 512):
+            x = images[:batch].clone()
+
+            def forward(x=x):
+                with torch.no_grad():
+                    model(x)
+
+            def forward_backward(x=x):
+                xg = x.clone().requires_grad_(True)
+                torch.autograd.grad(model(xg).logsumexp(1).sum(), xg)
+
+            reps = max(8, args.reps // batch)
+            rates[layout, batch] = (rate(forward, batch, reps),
+                                    rate(forward_backward, batch, reps))
+            f, fb = rates[layout, batch]
+            print(f"  {layout:<14} batch {batch:4d}: forward {f:8.0f}   forward-backward {fb:8.0f}",
+                  flush=True)
+    for i, what in enumerate(("forward", "forward-backward")):
+        print(f"{what}: channels-last / NCHW at batch {default} = "
+              f"{rates['channels-last', default][i] / rates['nchw', default][i]:.2f}; "
+              f"channels-last batch 128 / batch 512 = "
+              f"{rates['channels-last', 128][i] / rates['channels-last', 512][i]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
