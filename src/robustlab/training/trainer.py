@@ -107,7 +107,7 @@ class Trainer:
             # Compiles the loss path only; attacks call the eager module (their batches shrink
             # as examples break, which would trigger recompiles).
             self.train_model = torch.compile(self.train_model)
-            torch.manual_seed(cfg.run.seed * 7919 + self.rank)  # own attack noise per rank
+        self._seed_rank(0)
         self.optimizer = make_optimizer(model, self.tc)
         self.ema = ModelEMA(model, self.tc.ema_decay) if self.tc.ema_decay > 0 else None
         self.state = TrainState()
@@ -115,6 +115,13 @@ class Trainer:
         self._epoch_passes = PassCount()
         self.steps_per_epoch = self._steps_per_epoch()
         self.total_steps = self.steps_per_epoch * self.tc.epochs
+
+    def _seed_rank(self, step: int) -> None:
+        """Under DDP every rank starts from rank 0's RNG state (the seed, or a checkpoint that
+        rank 0 wrote), so without this each rank would draw the same attack noise for its own
+        share of the batch. Rank 0 keeps the stream a one-process run draws."""
+        if self.world > 1 and self.rank > 0:
+            torch.manual_seed((self.cfg.run.seed * 7919 + self.rank) * 1_000_003 + step)
 
     # ------------------------------------------------------------------ data order
     def _steps_per_epoch(self) -> int:
@@ -270,6 +277,7 @@ class Trainer:
         torch.set_rng_state(st["rng_cpu"].cpu())
         if "rng_cuda" in st and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([t.cpu() for t in st["rng_cuda"]])
+        self._seed_rank(int(st["step"]))
         self.state = TrainState(
             epoch=int(st["epoch"]), batch=int(st["batch"]), step=int(st["step"]),
             best_robust=float(st["best_robust"]), best_epoch=int(st["best_epoch"]),
