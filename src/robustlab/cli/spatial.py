@@ -44,7 +44,9 @@ def register(sub) -> None:
                    help="grid attack: rotations, ends included (default 31, the paper's: "
                         "every 2° over ±30°)")
     p.add_argument("--batch-size", type=int, default=500,
-                   help="examples per attack call (default 500)")
+                   help="examples per attack call (default 500, fixed rather than sized to "
+                        "the device: random and worst-of-10 draw one seed per call, so their "
+                        "numbers depend on it)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the random transforms of the attacks and the vote")
     p.add_argument("--weights", default="model", choices=("model", "best", "ema"),
