@@ -2,7 +2,8 @@
 finished run of each objective under a runs folder, clean accuracy, PGD-20 and final robust
 accuracy from its evaluation stages, the robust accuracy under robustlab's `standard`
 AutoAttack from the newest `robustlab eval` of that run (with its gradient-masking flags),
-training FLOPs and wall time.
+training FLOPs and wall time; then each objective against fgsm-rs image by image under
+`standard`.
 
     python scripts/objectives_table.py runs/objectives
 """
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 ORDER = ["ce", "fgsm-rs", "n-fgsm", "pgd-at", "trades", "weat", "weat-nat"]
+BASELINE = "fgsm-rs"  # issue 4: PGD-AT, TRADES and WEAT must each beat it
 
 
 def newest_results(root: Path) -> dict[str, dict]:
@@ -65,6 +67,44 @@ def main() -> None:
         print(f"| {obj} | {100 * r['clean_accuracy']:.2f} | {100 * pgd:.2f} "
               f"| {100 * r['robust_accuracy']:.2f} | {std} | {flags} | {r['train_flops']:.3g} "
               f"| {r['train_wall_seconds'] / 60:.1f} min | {r['run']} |")
+    paired = paired_against(rows, standard, BASELINE)
+    if paired:
+        print(f"\nUnder `standard`, on the same images, against {BASELINE} (exact two-sided "
+              "McNemar test on the images one model keeps and the other loses):\n")
+        print(f"| objective | robust here, broken in {BASELINE} | broken here, robust in "
+              f"{BASELINE} | difference | p |")
+        print("|---|---:|---:|---:|---:|")
+        for obj, (win, loss, n, p) in paired.items():
+            print(f"| {obj} | {win} | {loss} | {100 * (win - loss) / n:+.1f} points | {p:.2g} |")
+
+
+def robust_mask(standard_result: dict) -> list[bool]:
+    # ``broken_by`` names, per image, the stage that broke it ("clean" if it was misclassified
+    # to begin with); None means it survived every stage.
+    return [b is None for b in standard_result["broken_by"]]
+
+
+def paired_against(rows: dict, standard: dict, baseline: str) -> dict[str, tuple]:
+    """Per objective: images robust for it and not for ``baseline``, the reverse, the number of
+    images, and the exact McNemar p-value. Paired, because every model is attacked on the same
+    test images, which is far more sensitive than comparing two accuracies."""
+    from scipy.stats import binomtest
+
+    if baseline not in rows or rows[baseline]["run"] not in standard:
+        return {}
+    base = standard[rows[baseline]["run"]]
+    out = {}
+    for obj in sorted(rows, key=lambda o: ORDER.index(o) if o in ORDER else len(ORDER)):
+        s = standard.get(rows[obj]["run"])
+        if obj == baseline or s is None or s["n_examples"] != base["n_examples"] \
+                or s["split"] != base["split"]:
+            continue
+        a, b = robust_mask(s), robust_mask(base)
+        win = sum(x and not y for x, y in zip(a, b))
+        loss = sum(y and not x for x, y in zip(a, b))
+        p = binomtest(win, win + loss, 0.5).pvalue if win + loss else 1.0
+        out[obj] = (win, loss, len(a), p)
+    return out
 
 
 if __name__ == "__main__":
