@@ -5,7 +5,8 @@
 # suite on the points PGD-20 left; then robustlab's strongest ensemble, `robustlab eval
 # --version standard` (APGD-CE, APGD-T, FAB-T, Square-5000), on the first STANDARD_N test images
 # of every model (0 skips it), and the markdown table printed at the end.
-# Run:  bash scripts/compare_objectives.sh            (TRAIN_SIZE=55000 EPOCHS=10 for more)
+# Run:  bash scripts/compare_objectives.sh      (3 epochs on 20 000 images: ~15 min + evaluation)
+#       TRAIN_SIZE=55000 EPOCHS=6 bash scripts/compare_objectives.sh   (docs/results.md: ~1.5 h)
 # Runs go to $RUNS (default runs/objectives/); an objective already done there is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
