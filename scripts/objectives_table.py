@@ -5,7 +5,10 @@ AutoAttack from the newest `robustlab eval` of that run (with its gradient-maski
 training FLOPs and wall time; then each objective against fgsm-rs image by image under
 `standard`.
 
-    python scripts/objectives_table.py runs/objectives
+    python scripts/objectives_table.py runs/objectives [runs/OTHER ...]
+
+Runs under a further folder are extra rows named "<objective> (<folder>)": variants of an
+objective with other settings, compared with the same baseline.
 """
 
 from __future__ import annotations
@@ -41,12 +44,23 @@ def standard_evals(root: Path) -> dict[str, dict]:
     return {k: v[1] for k, v in out.items()}
 
 
+def ordered(rows: dict) -> list[str]:
+    """Row names in the order of ORDER, extra "<objective> (<folder>)" rows after their own."""
+    def key(name: str) -> tuple:
+        obj = name.split(" (")[0]
+        return (ORDER.index(obj) if obj in ORDER else len(ORDER), name)
+    return sorted(rows, key=key)
+
+
 def main() -> None:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/objectives")
-    rows = newest_results(root)
-    standard = standard_evals(root)
+    roots = [Path(a) for a in sys.argv[1:]] or [Path("runs/objectives")]
+    rows = newest_results(roots[0])
+    standard = standard_evals(roots[0])
     if not rows:
-        sys.exit(f"error: no finished runs with results.json under {root}")
+        sys.exit(f"error: no finished runs with results.json under {roots[0]}")
+    for extra in roots[1:]:
+        rows |= {f"{obj} ({extra.name})": r for obj, r in newest_results(extra).items()}
+        standard |= standard_evals(extra)
     any_row = next(iter(rows.values()))
     stages = [s["attack"] for s in any_row["eval_stages"]]
     print(f"n = {any_row['n_examples']} {any_row['split']} images, "
@@ -58,7 +72,7 @@ def main() -> None:
     print(f"| objective | clean | PGD-20 | AutoAttack (fast) | {std_head} | masking flags "
           "| train FLOPs | train wall time | run |")
     print("|---|---:|---:|---:|---:|---|---:|---:|---|")
-    for obj in sorted(rows, key=lambda o: ORDER.index(o) if o in ORDER else len(ORDER)):
+    for obj in ordered(rows):
         r = rows[obj]
         pgd = r["eval_stages"][0]["robust_accuracy"]
         s = standard.get(r["run"])
@@ -93,13 +107,14 @@ def paired_against(rows: dict, standard: dict, baseline: str) -> dict[str, tuple
     if baseline not in rows or rows[baseline]["run"] not in standard:
         return {}
     base = standard[rows[baseline]["run"]]
+    b = robust_mask(base)
     out = {}
-    for obj in sorted(rows, key=lambda o: ORDER.index(o) if o in ORDER else len(ORDER)):
+    for obj in ordered(rows):
         s = standard.get(rows[obj]["run"])
         if obj == baseline or s is None or s["n_examples"] != base["n_examples"] \
                 or s["split"] != base["split"]:
             continue
-        a, b = robust_mask(s), robust_mask(base)
+        a = robust_mask(s)
         win = sum(x and not y for x, y in zip(a, b))
         loss = sum(y and not x for x, y in zip(a, b))
         p = binomtest(win, win + loss, 0.5).pvalue if win + loss else 1.0
