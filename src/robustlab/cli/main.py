@@ -20,6 +20,11 @@ COMMAND_MODULES = [
     "models",
     "runs",
     "zoo",
+    "sweep",
+    "scaling",
+    "energy",
+    "generate",
+    "study",
 ]
 
 
