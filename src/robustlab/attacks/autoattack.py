@@ -3,12 +3,18 @@
 
 Versions:
 
-- ``standard``: APGD-CE (100 iterations, 1 restart), APGD-T (targeted DLR, 9 target classes,
-  100 iterations each), FAB-T (9 targets, 100 iterations), Square (5000 queries) — the suite of the
-  original paper and RobustBench. For ℓ1: APGD-CE and APGD-T only (FAB and Square are defined
-  for ℓ∞ and ℓ2 here).
-- ``plus``: the original's ``plus``: APGD-CE and APGD-DLR with 5 restarts, FAB with 5 restarts,
-  Square with 5 restarts of 5000 queries, APGD-T and FAB-T over 9 targets.
+- ``standard`` (the original's ``standard``, as RobustBench runs it; settings from
+  ``pyautoattack`` 0.2.0's ``_set_version``):
+  ℓ∞ and ℓ2: APGD-CE (100 iterations, 1 restart), APGD-T (targeted DLR, 9 target classes, 100
+  iterations, 1 restart each), FAB-T (9 targets, 100 iterations, 1 restart each), Square (5000
+  iterations after the initial query, p_init 0.8, 1 restart, p schedule not rescaled).
+  ℓ1: APGD-CE with 5 restarts, APGD-T with 5 target classes, then the same FAB-T (9 targets)
+  and Square. The original also switches its ℓ1 APGD to its large-ε schedule
+  (``use_largereps``); that schedule is APGD's own business (``apgd.py``).
+- ``plus``: the original's ``plus``, for every norm (the original only warns outside ℓ∞ and
+  ℓ2): APGD-CE and APGD-DLR with 5 restarts, FAB with 5 restarts, Square (5000 iterations, 1
+  restart — the original's code sets no Square restarts for ``plus``), APGD-T and FAB-T over 9
+  targets with 1 restart each.
 - ``rand``: for randomised defences: APGD-CE and APGD-DLR with expectation over transformation
   (EOT; 20 samples per gradient, as in the original ``rand`` version).
 - ``fast``: robustlab's cheaper suite, aiming at ``standard``'s robust accuracy: APGD-CE with 50
@@ -69,7 +75,7 @@ def build_suite(version: str, threat: LpThreat, *, num_classes: int = 10,
     if version not in VERSIONS:
         raise UserError(f"unknown attack suite {version!r}; expected one of {', '.join(VERSIONS)}")
     n_targets = max(1, min(9, num_classes - 1))
-    lp2 = threat.norm in ("linf", "l2")
+    l1 = threat.norm == "l1"
     if version == "custom":
         if not attacks:
             raise UserError("the custom suite needs a list of attacks")
@@ -77,28 +83,27 @@ def build_suite(version: str, threat: LpThreat, *, num_classes: int = 10,
     if attacks:
         raise UserError(f"a list of attacks is for the custom suite, not {version!r}")
     if version == "standard":
-        suite = [make_attack("apgd-ce", threat, steps=100, restarts=1),
-                 make_attack("apgd-t", threat, steps=100, n_target_classes=n_targets)]
-        if lp2:
-            suite += [make_attack("fab-t", threat, steps=100, n_target_classes=n_targets),
-                      make_attack("square", threat, n_queries=5000)]
-        return suite
+        # The original's _set_version: for ℓ1 APGD-CE gets 5 restarts and APGD-T 5 targets;
+        # FAB-T keeps 9 targets in every norm.
+        apgd_t_targets = min(5, n_targets) if l1 else n_targets
+        return [make_attack("apgd-ce", threat, steps=100, restarts=5 if l1 else 1),
+                make_attack("apgd-t", threat, steps=100, n_target_classes=apgd_t_targets),
+                make_attack("fab-t", threat, steps=100, restarts=1, n_target_classes=n_targets),
+                make_attack("square", threat, n_queries=5000, p_init=0.8, restarts=1,
+                            rescale_schedule=False)]
     if version == "fast":
         return [_labelled(make_attack("apgd-ce", threat, steps=50, restarts=1), "apgd-ce-50"),
                 _labelled(make_attack("apgd-t", threat, steps=50,
                                       n_target_classes=min(3, n_targets)), "apgd-t3-50")]
     if version == "plus":
-        suite = [_labelled(make_attack("apgd-ce", threat, steps=100, restarts=5), "apgd-ce-x5"),
-                 _labelled(make_attack("apgd-dlr", threat, steps=100, restarts=5),
-                           "apgd-dlr-x5")]
-        if lp2:
-            suite += [_labelled(make_attack("fab", threat, steps=100, restarts=5), "fab-x5"),
-                      _labelled(make_attack("square", threat, n_queries=5000, restarts=5),
-                                "square-x5")]
-        suite.append(make_attack("apgd-t", threat, steps=100, n_target_classes=n_targets))
-        if lp2:
-            suite.append(make_attack("fab-t", threat, steps=100, n_target_classes=n_targets))
-        return suite
+        return [_labelled(make_attack("apgd-ce", threat, steps=100, restarts=5), "apgd-ce-x5"),
+                _labelled(make_attack("apgd-dlr", threat, steps=100, restarts=5),
+                          "apgd-dlr-x5"),
+                _labelled(make_attack("fab", threat, steps=100, restarts=5), "fab-x5"),
+                make_attack("square", threat, n_queries=5000, p_init=0.8, restarts=1,
+                            rescale_schedule=False),
+                make_attack("apgd-t", threat, steps=100, n_target_classes=n_targets),
+                make_attack("fab-t", threat, steps=100, restarts=1, n_target_classes=n_targets)]
     # rand
     return [WithEOT(make_attack("apgd-ce", threat, steps=100, restarts=1)),
             WithEOT(make_attack("apgd-dlr", threat, steps=100, restarts=1))]

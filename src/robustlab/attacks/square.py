@@ -1,11 +1,45 @@
 """Square Attack (Andriushchenko, Croce, Flammarion and Hein, "Square Attack: a query-efficient
-black-box adversarial attack via random search", ECCV 2020), for ℓ∞ and ℓ2.
+black-box adversarial attack via random search", ECCV 2020), for ℓ∞, ℓ2 and ℓ1.
 
 A score-based random search: it sees only the model's outputs (every forward pass runs under
 ``torch.no_grad``; no gradient is ever taken), so it cannot be fooled by masked or obfuscated
 gradients — which is why AutoAttack runs it last. Each query changes the perturbation inside one
 random square window and keeps the change if the margin loss ``z_y − max_{j≠y} z_j`` decreases;
 the window's area is a fraction ``p`` of the image that halves on a fixed schedule.
+
+Fidelity to the original AutoAttack (``pyautoattack`` 0.2.0, read, not copied):
+
+- Budget. ``n_queries`` counts random-search iterations as the original's does: one initial query,
+  then up to ``n_queries`` proposals, so an example that is never broken costs ``n_queries + 1``
+  model queries (5001 at AutoAttack's ``n_queries=5000``). ``extras["queries"]`` counts them all.
+- Schedule. AutoAttack builds Square with ``resc_schedule=False``, so ``p`` halves after loop
+  iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 whatever the budget (iteration ``i``
+  is the proposal made with model query ``i + 1``); that is the default here.
+  ``rescale_schedule=True`` maps the iteration onto a 10 000-query budget first (the original's
+  class default, the Square paper's setting).
+- Window side: ``round(sqrt(p·h·w))`` at least 1 (ℓ∞), or at least 3 and odd (ℓ2, ℓ1), at most
+  the image side; one window position per query for the whole batch, as in the original.
+- ℓ∞: the initial point is vertical stripes of ±ε, one sign per example, channel and column; a
+  proposal sets the window to ``x ± ε`` with one sign per channel shared by the whole batch — both
+  as in the original.
+- ℓ2 / ℓ1: the initial point is a 5×5 grid of double bumps (rings weighted 1/(k+1)² for ℓ2,
+  1/(k+1)⁴ for ℓ1), each with its own random transposition and one sign per example and channel;
+  ℓ2 is rescaled to norm ε, ℓ1 is projected onto the threat model. A proposal moves the mass of
+  two windows into one new double bump with per-example signs, with the original's budget rule
+  (for ℓ1 including its factor of the channel count), then renormalises (ℓ2) or projects (ℓ1).
+- A proposal is kept if it lowers the loss or misclassifies.
+
+Deliberate differences, each at least as strong as the original and costing no extra query:
+
+- The window's corner is drawn uniformly over all ``h − s + 1`` positions; the original's
+  ``floor(low + (high − low)·U)`` never draws the last one, so it can change the bottom row and
+  right column only when the window spans the image.
+- ℓ∞: where the shared signs would leave an example's window exactly as it is (a query that can
+  only return the current loss; late in the attack, with one-pixel windows, half of them), that
+  example gets the opposite signs, which always change the window. The Square paper's own code
+  redraws such signs too; AutoAttack's port spends the query.
+- An example counts as broken once its margin is negative (the final ``argmax`` decides ties);
+  the original stops attacking at margin ``≤ 0``.
 """
 
 from __future__ import annotations
@@ -19,11 +53,30 @@ from ..errors import UserError
 from ..threat import LpThreat, lp_norm
 from .base import Attack, AttackResult
 
-_SQUARE_NORMS = ("linf", "l2")
-# Iterations (for a 10 000-query budget) after which p halves (Andriushchenko et al., 2020, Sec. 4
-# and their code; AutoAttack uses the same schedule).
-_P_SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+_SQUARE_NORMS = ("linf", "l2", "l1")
+# Loop iterations after which p halves (Andriushchenko et al., 2020, and their code; AutoAttack
+# uses the same table without rescaling).
+_P_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 _LOSSES = ("margin", "ce")
+
+
+def p_selection(iteration: int, p_init: float, rescale_to: int | None = None) -> float:
+    """The fraction of pixels a proposal changes at loop iteration ``iteration`` (0-based; the
+    initial query comes before iteration 0). With ``rescale_to`` the iteration is first mapped
+    onto a 10 000-query budget, ``int(iteration / rescale_to · 10 000)``."""
+    it = int(iteration / rescale_to * 10000) if rescale_to else iteration
+    return p_init / 2 ** sum(it > t for t in _P_HALVINGS)
+
+
+def window_side(p: float, h: int, w: int, norm: str) -> int:
+    """Side of the square window for fraction ``p`` of an ``h × w`` image."""
+    s = int(round(math.sqrt(p * h * w)))
+    if norm == "linf":
+        s = max(s, 1)
+    else:
+        s = max(s, 3)
+        s += 1 - s % 2  # odd, so the double bump has a centre row
+    return min(s, h, w)
 
 
 def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -37,58 +90,68 @@ def _random_sign(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     return torch.randint(0, 2, shape, device=like.device).to(like.dtype) * 2 - 1
 
 
-def _bump(a: int, b: int, device, dtype) -> torch.Tensor:
+def _bump(a: int, b: int, power: int, device, dtype) -> torch.Tensor:
     """The paper's pseudo-Gaussian ``a × b`` bump: concentric rectangles around the centre, ring
-    k weighted 1/(k+1)² and summed inwards, normalised to unit ℓ2 norm."""
+    k weighted 1/(k+1)^power and summed inwards (unnormalised)."""
     if a == 0 or b == 0:
         return torch.zeros(a, b, device=device, dtype=dtype)
     rings = max(a // 2 + 1, b // 2 + 1)
-    weights = 1.0 / torch.arange(1, rings + 1, device=device, dtype=dtype) ** 2
-    tail = weights.flip(0).cumsum(0).flip(0)  # tail[r] = Σ_{k≥r} 1/(k+1)²
+    weights = 1.0 / torch.arange(1, rings + 1, device=device, dtype=dtype) ** power
+    tail = weights.flip(0).cumsum(0).flip(0)  # tail[r] = Σ_{k≥r} 1/(k+1)^power
     ri = (torch.arange(a, device=device) - a // 2).abs()
     rj = (torch.arange(b, device=device) - b // 2).abs()
-    ring = torch.maximum(ri[:, None], rj[None, :])
-    out = tail[ring]
-    return out / out.norm()
+    return tail[torch.maximum(ri[:, None], rj[None, :])]
 
 
-def _double_bump(s: int, device, dtype) -> torch.Tensor:
-    """Two bumps of opposite sign in the two halves of an ``s × s`` square, randomly
-    transposed, unit ℓ2 norm: the ℓ2 update of the paper (Andriushchenko et al., 2020, Alg. 3)."""
-    top = _bump(s // 2, s, device, dtype)
-    bottom = -_bump(s - s // 2, s, device, dtype)
-    out = torch.cat([top, bottom], 0)
-    out = out / out.norm()
+def _double_bump(s: int, norm: str, device, dtype) -> torch.Tensor:
+    """Two bumps of opposite sign in the two halves of an ``s × s`` square, randomly transposed,
+    of unit norm: the ℓ2 update of the paper (Alg. 3), and its ℓ1 variant with ring weights
+    1/(k+1)⁴ and unit ℓ1 norm (AutoAttack's code)."""
+    power, p = (2, 2) if norm == "l2" else (4, 1)
+
+    def unit(t: torch.Tensor) -> torch.Tensor:
+        size = t.norm() if p == 2 else t.abs().sum()
+        return t / size.clamp_min(1e-12)
+
+    top = unit(_bump(s // 2, s, power, device, dtype))
+    bottom = -unit(_bump(s - s // 2, s, power, device, dtype))
+    out = unit(torch.cat([top, bottom], 0))
     if bool(torch.rand(()) > 0.5):
         out = out.t()
     return out
 
 
+def _channel_norm(t: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per example and channel, over the spatial dimensions, kept as (n, c, 1, 1)."""
+    if norm == "l2":
+        return t.pow(2).sum((2, 3), keepdim=True).sqrt()
+    return t.abs().sum((2, 3), keepdim=True)
+
+
 class Square(Attack):
     """Untargeted Square Attack, by default with the margin loss.
 
-    Defaults are AutoAttack's standard settings (Croce and Hein, ICML 2020): ``n_queries=5000``,
-    ``p_init=0.8`` for both ℓ∞ and ℓ2, ``restarts=1``; the schedule of ``p`` halves after
-    iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000, rescaled from 10 000 queries to
-    the budget (Andriushchenko et al., ECCV 2020). The initialisation is vertical stripes of ±ε
-    (ℓ∞) or a grid of pseudo-Gaussian squares (ℓ2), as in the paper.
+    Defaults are AutoAttack's standard settings (Croce and Hein, ICML 2020, and its code):
+    ``n_queries=5000`` iterations after the initial query, ``p_init=0.8`` for every norm,
+    ``restarts=1``, no rescaling of the p schedule. See the module docstring for what matches
+    the original and what deliberately does not.
 
-    ``n_queries`` bounds the model evaluations per example and restart, the initial point
-    included; the clean prediction that selects the points to attack is not counted. An example
-    stops being queried as soon as it is misclassified. ``extras["queries"]`` holds the queries
-    spent per example (summed over restarts), ``extras["mean_queries"]`` their mean over the
-    successful examples that needed at least one query (NaN if none).
+    An example stops being queried as soon as it is misclassified; the clean prediction that
+    selects the points to attack and the final check are not counted. ``extras["queries"]`` holds
+    the queries spent per example (summed over restarts), ``extras["mean_queries"]`` their mean
+    over the successful examples that needed at least one query (NaN if none).
 
     ``loss`` decides which proposal is kept: ``"margin"`` (the paper's and AutoAttack's choice)
-    or ``"ce"`` (minus the cross-entropy, the paper's alternative); either way an example stops
-    when its margin turns negative. ``steps``, accepted so every attack takes the same keywords,
-    is an alias of ``n_queries`` and wins over it when given.
+    or ``"ce"`` (minus the cross-entropy, the paper's alternative); either way a proposal that
+    misclassifies is kept, and an example stops when its margin turns negative. ``steps``,
+    accepted so every attack takes the same keywords, is an alias of ``n_queries`` and wins over
+    it when given.
     """
 
     name = "square"
 
     def __init__(self, threat: LpThreat, n_queries: int = 5000, p_init: float = 0.8,
-                 restarts: int = 1, loss: str = "margin", rescale_schedule: bool = True,
+                 restarts: int = 1, loss: str = "margin", rescale_schedule: bool = False,
                  steps: int | None = None):
         if steps is not None:
             n_queries = steps
@@ -97,7 +160,7 @@ class Square(Attack):
                             f"got {loss!r}")
         self.loss = loss
         if threat.norm not in _SQUARE_NORMS:
-            raise UserError(f"Square Attack is implemented for {' and '.join(_SQUARE_NORMS)}, "
+            raise UserError(f"Square Attack is implemented for {', '.join(_SQUARE_NORMS)}, "
                             f"not {threat.norm}")
         for key, value in (("n_queries", n_queries), ("restarts", restarts)):
             if int(value) != value or value < 1:
@@ -110,78 +173,89 @@ class Square(Attack):
         self.rescale_schedule = bool(rescale_schedule)
 
     def p_at(self, iteration: int) -> float:
-        """The fraction of pixels changed at ``iteration`` (piecewise-constant schedule)."""
-        it = int(iteration / self.n_queries * 10000) if self.rescale_schedule else iteration
-        halvings = sum(it > t for t in _P_SCHEDULE)
-        return self.p_init / 2**halvings
+        """The fraction of pixels changed at loop iteration ``iteration`` (0-based)."""
+        return p_selection(iteration, self.p_init,
+                           self.n_queries if self.rescale_schedule else None)
+
+    @staticmethod
+    def _corner(h: int, w: int, s: int) -> tuple[int, int]:
+        return int(torch.randint(0, h - s + 1, ())), int(torch.randint(0, w - s + 1, ()))
 
     # -- ℓ∞ ------------------------------------------------------------------------------------
 
     def _init_linf(self, x: torch.Tensor) -> torch.Tensor:
         n, c, _, w = x.shape
-        return self.threat.project(x + self.threat.eps * _random_sign((n, c, 1, w), x), x)
+        return (x + self.threat.eps * _random_sign((n, c, 1, w), x)).clamp(0, 1)
 
     def _propose_linf(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
-        n, c, h, w = x.shape
-        s = max(int(round(math.sqrt(p * c * h * w / c))), 1)
-        s = min(s, min(h, w) - 1) if min(h, w) > 1 else 1
-        vh = int(torch.randint(0, h - s + 1, ()))
-        vw = int(torch.randint(0, w - s + 1, ()))
+        _, c, h, w = x.shape
+        s = window_side(p, h, w, "linf")
+        vh, vw = self._corner(h, w, s)
         win = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
-        eps = self.threat.eps
-        new = eps * _random_sign((n, c, 1, 1), x)
-        # Redraw the signs where the window would not change at all (wasted query).
-        for _ in range(10):
-            cand = (x[win] + new).clamp(0, 1)
-            same = ((cand - x_best[win]).abs() < 1e-7).flatten(1).all(1)
-            if not bool(same.any()):
-                break
-            new = torch.where(same[:, None, None, None], eps * _random_sign((n, c, 1, 1), x), new)
-        delta = x_best - x
-        delta[win] = new
+        step = self.threat.eps * _random_sign((1, c, 1, 1), x)  # shared by the batch
+        cand = (x[win] + step).clamp(0, 1)
+        # Where the window would not change, the query could only repeat the current loss; the
+        # opposite signs always change it (clamp(x + ε) > clamp(x − ε) for ε > 0).
+        same = (cand == x_best[win]).flatten(1).all(1)
+        if bool(same.any()):
+            flipped = (x[win] - step).clamp(0, 1)
+            cand = torch.where(same[:, None, None, None], flipped, cand)
+        x_new = x_best.clone()
+        x_new[win] = cand
+        return x_new
+
+    # -- ℓ2 and ℓ1 -----------------------------------------------------------------------------
+
+    def _finish(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """ℓ2: rescale to norm ε and clip (the original's step); ℓ1: project onto the threat
+        model."""
+        if self.threat.norm == "l2":
+            size = lp_norm(delta, "l2").clamp_min(1e-12).view(-1, 1, 1, 1)
+            return (x + self.threat.eps * delta / size).clamp(0, 1)
         return self.threat.project(x + delta, x)
 
-    # -- ℓ2 ------------------------------------------------------------------------------------
-
-    def _init_l2(self, x: torch.Tensor) -> torch.Tensor:
+    def _init_bumps(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        s = max(min(h, w) // 5, 1)
+        norm = self.threat.norm
+        s = max(h // 5, 1)
+        start = (h - 5 * s) // 2
         delta = torch.zeros_like(x)
-        start_h, start_w = (h - 5 * s) // 2, (w - 5 * s) // 2
-        bump = _double_bump(s, x.device, x.dtype)
-        for i in range(max(start_h, 0), h - s + 1, s):
-            for j in range(max(start_w, 0), w - s + 1, s):
-                delta[:, :, i:i + s, j:j + s] += bump * _random_sign((n, c, 1, 1), x)
-        delta = delta / lp_norm(delta, "l2").clamp_min(1e-12).view(-1, 1, 1, 1)
-        return self.threat.project(x + self.threat.eps * delta, x)
+        for i in range(h // s):
+            for j in range(w // s):
+                vh, vw = start + i * s, start + j * s
+                if vh < 0 or vw < 0 or vh + s > h or vw + s > w:
+                    continue
+                bump = _double_bump(s, norm, x.device, x.dtype)
+                delta[:, :, vh:vh + s, vw:vw + s] += bump * _random_sign((n, c, 1, 1), x)
+        return self._finish(x, delta)
 
-    def _propose_l2(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
+    def _propose_bumps(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
         n, c, h, w = x.shape
-        eps = self.threat.eps
-        s = max(int(round(math.sqrt(p * h * w))), 3)
-        if s % 2 == 0:
-            s += 1
-        s = min(s, h, w)
-        vh, vw = (int(torch.randint(0, h - s + 1, ())), int(torch.randint(0, w - s + 1, ())))
-        vh2, vw2 = (int(torch.randint(0, h - s + 1, ())), int(torch.randint(0, w - s + 1, ())))
+        eps, norm = self.threat.eps, self.threat.norm
+        s = window_side(p, h, w, norm)
+        vh, vw = self._corner(h, w, s)
+        vh2, vw2 = self._corner(h, w, s)
         win = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
         win2 = (slice(None), slice(None), slice(vh2, vh2 + s), slice(vw2, vw2 + s))
         delta = x_best - x
-        # Mass of both windows, per channel, is what the new window may redistribute.
-        both = torch.zeros_like(x)
+        # The mass of both windows, per channel, is what the new window may redistribute.
+        both = torch.zeros_like(x[:1])
         both[win] = 1.0
         both[win2] = 1.0
-        norm_both = (delta * both).pow(2).sum((2, 3), keepdim=True).sqrt()
-        norm_win = delta[win].pow(2).sum((2, 3), keepdim=True).sqrt()
-        norm_img = lp_norm(delta, "l2").view(-1, 1, 1, 1)
-        new = _double_bump(s, x.device, x.dtype) * _random_sign((n, c, 1, 1), x)
+        norm_both = _channel_norm(delta * both, norm)
+        norm_win = _channel_norm(delta[win], norm)
+        norm_img = lp_norm(delta, norm).view(-1, 1, 1, 1)
+        new = _double_bump(s, norm, x.device, x.dtype) * _random_sign((n, c, 1, 1), x)
         new = new + delta[win] / (norm_win + 1e-12)
-        budget = ((eps**2 - norm_img**2).clamp_min(0) / c + norm_both**2).sqrt()
-        new = new / new.pow(2).sum((2, 3), keepdim=True).sqrt().clamp_min(1e-12) * budget
+        if norm == "l2":
+            budget = ((eps**2 - norm_img**2).clamp_min(0) / c + norm_both**2).sqrt()
+        else:
+            # The original's ℓ1 rule, factor c included; the projection trims any excess.
+            budget = ((eps - norm_img).clamp_min(0) / c + norm_both) * c
+        new = new / _channel_norm(new, norm).clamp_min(1e-12) * budget
         delta[win2] = 0.0
         delta[win] = new
-        delta = eps * delta / lp_norm(delta, "l2").clamp_min(1e-12).view(-1, 1, 1, 1)
-        return self.threat.project(x + delta, x)
+        return self._finish(x, delta)
 
     # -- the attack ----------------------------------------------------------------------------
 
@@ -195,25 +269,25 @@ class Square(Attack):
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Random search on ``x``: the best point per example, its margin, queries spent."""
         linf = self.threat.norm == "linf"
-        x_best = self._init_linf(x) if linf else self._init_l2(x)
+        x_best = self._init_linf(x) if linf else self._init_bumps(x)
+        propose = self._propose_linf if linf else self._propose_bumps
         logits = model(x_best)
         margin, loss = _margin(logits, y), self._loss(logits, y)
         queries = torch.ones(len(x), dtype=torch.long, device=x.device)
-        for i in range(1, self.n_queries):
+        for i in range(self.n_queries):
             active = (margin >= 0).nonzero().flatten()
             if len(active) == 0:
                 break
-            xa, xb, ya = x[active], x_best[active], y[active]
-            propose = self._propose_linf if linf else self._propose_l2
-            x_new = propose(xa, xb, self.p_at(i))
+            ya = y[active]
+            x_new = propose(x[active], x_best[active], self.p_at(i))
             logits = model(x_new)
             queries[active] += 1
-            l_new = self._loss(logits, ya)
-            better = l_new < loss[active]
+            m_new, l_new = _margin(logits, ya), self._loss(logits, ya)
+            better = (l_new < loss[active]) | (m_new < 0)
             idx = active[better]
             x_best[idx] = x_new[better]
             loss[idx] = l_new[better]
-            margin[idx] = _margin(logits, ya)[better]
+            margin[idx] = m_new[better]
         return x_best, margin, queries
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
