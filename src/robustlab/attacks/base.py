@@ -9,6 +9,8 @@ checked against the threat model (a violation is an error, never clipped away).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
@@ -68,6 +70,12 @@ class Attack:
     # Set by a caller (adversarial training) that wants BN in train mode while attacking.
     train_mode: bool = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and "threat" in inspect.signature(init).parameters:
+            cls.__init__ = _accept_eps_norm(init)
+
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
         raise NotImplementedError
 
@@ -77,6 +85,24 @@ class Attack:
         result.x_adv = result.x_adv.detach()
         self.threat.check(result.x_adv, x, source=self.name)
         return result
+
+
+def _accept_eps_norm(init):
+    """Let an attack be built as ``APGD(eps=8/255, norm="linf", steps=100)`` as well as with a
+    threat object, ``APGD(LpThreat("linf", 8/255))``; the signature seen by ``inspect`` (and so
+    by the registry's setting check) stays the original's."""
+
+    @functools.wraps(init)
+    def wrapped(self, *args, eps=None, norm=None, **kwargs):
+        if eps is not None or norm is not None:
+            if args or "threat" in kwargs:
+                raise TypeError(f"{type(self).__name__}: give a threat model or eps/norm, not both")
+            if eps is None:
+                raise TypeError(f"{type(self).__name__}: norm={norm!r} needs eps=")
+            kwargs["threat"] = LpThreat(norm or "linf", eps)
+        init(self, *args, **kwargs)
+
+    return wrapped
 
 
 class PassCounter(nn.Module):

@@ -75,11 +75,19 @@ class EvalResult:
     passes: dict = field(default_factory=dict)
     robust_mask: torch.Tensor | None = None
     x_adv: torch.Tensor | None = None
+    # Model sanity warnings (evaluation/sanity.py), {"check", "message"} each.
+    warnings: list = field(default_factory=list)
+    # Gradient-masking checks (evaluation/masking.py): {"flags": [...], "checks": {...}}.
+    masking: dict | None = None
 
     def to_dict(self, per_example: bool = True) -> dict:
         d = {"threat": self.threat, "n_examples": self.n_examples,
              "clean_accuracy": self.clean_accuracy, "robust_accuracy": self.robust_accuracy,
              "stages": self.stages, "wall_seconds": self.wall_seconds, **self.passes}
+        if self.warnings:
+            d["warnings"] = self.warnings
+        if self.masking is not None:
+            d["masking"] = self.masking
         if per_example:
             d["broken_by"] = self.broken_by
         return d
