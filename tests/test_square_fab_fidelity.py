@@ -1,0 +1,295 @@
+"""Square and FAB against the original AutoAttack (``pyautoattack`` 0.2.0): its p schedule and
+query count, its ℓ∞ sign sharing, ℓ1 Square, ℓ1 FAB and FAB's exact acceptance, and the
+settings of the ``standard`` and ``plus`` suites per norm. The expected values below were worked
+out by hand from the original's formulas, not produced by running robustlab."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linprog
+from torch import nn
+
+from robustlab.attacks.autoattack import build_suite
+from robustlab.attacks.fab import FAB, FABT, box_hyperplane_step
+from robustlab.attacks.square import Square, p_selection, window_side
+from robustlab.threat import LpThreat, lp_norm
+
+N_CLASSES = 4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _blobs(n: int, gen: torch.Generator, means: torch.Tensor):
+    y = torch.randint(0, N_CLASSES, (n,), generator=gen)
+    x = (means[y] + 0.08 * torch.randn(n, 1, 8, 8, generator=gen)).clamp(0, 1)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def blob_model():
+    """An MLP trained here on Gaussian blobs (1×8×8 images in [0, 1]), clean accuracy 100%."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    means = 0.25 + 0.5 * torch.rand(N_CLASSES, 1, 8, 8, generator=gen)
+    x, y = _blobs(2000, gen, means)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, N_CLASSES))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    x_test, y_test = _blobs(48, gen, means)
+    with torch.no_grad():
+        assert (model(x_test).argmax(1) == y_test).float().mean() == 1.0
+    return model, x_test, y_test
+
+
+def _accuracy(model, x, y) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+# -- Square: the schedule ----------------------------------------------------------------------
+
+# The original's p_selection with p_init = 0.8 and resc_schedule=False (AutoAttack's setting):
+# p_init while it ≤ 10, then halved after 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000.
+P_TABLE = {
+    0: 0.8, 10: 0.8, 11: 0.4, 50: 0.4, 51: 0.2, 200: 0.2, 201: 0.1, 500: 0.1, 501: 0.05,
+    1000: 0.05, 1001: 0.025, 2000: 0.025, 2001: 0.0125, 4000: 0.0125, 4001: 0.00625,
+    5000: 0.00625, 6000: 0.00625, 6001: 0.003125, 8000: 0.003125, 8001: 0.0015625,
+    9999: 0.0015625,
+}
+
+
+def test_square_schedule_matches_the_originals_table():
+    attack = Square(LpThreat("linf", 0.1))  # AutoAttack's construction: no rescaling
+    assert attack.n_queries == 5000 and attack.p_init == 0.8 and not attack.rescale_schedule
+    for it, p in P_TABLE.items():
+        assert attack.p_at(it) == pytest.approx(p, rel=1e-12), it
+        assert p_selection(it, 0.8) == pytest.approx(p, rel=1e-12), it
+
+
+def test_square_rescaled_schedule_is_the_original_class_default():
+    """resc_schedule=True maps iteration i of n onto int(i / n · 10 000) first."""
+    attack = Square(LpThreat("linf", 0.1), n_queries=1000, rescale_schedule=True)
+    # 1 → 10: p_init; 2 → 20: /2; 5 → 50: /2; 6 → 60: /4; 801 → 8010: /512.
+    assert [attack.p_at(i) for i in (1, 2, 5, 6, 801)] == pytest.approx(
+        [0.8, 0.4, 0.4, 0.2, 0.8 / 512])
+
+
+def test_square_window_side_matches_the_original():
+    """round(sqrt(p·h·w)), at least 1 (ℓ∞) or at least 3 and odd (ℓ2, ℓ1), at most the side."""
+    # 28×28: 0.8 → √627.2 = 25.04; 0.4 → √313.6 = 17.71; 0.1 → √78.4 = 8.85;
+    # 0.8/512 → √1.225 = 1.107.
+    assert [window_side(p, 28, 28, "linf") for p in (0.8, 0.4, 0.1, 0.8 / 512)] == [25, 18, 9, 1]
+    assert [window_side(p, 28, 28, "l2") for p in (0.8, 0.4, 0.1, 0.8 / 512)] == [25, 19, 9, 3]
+    assert window_side(1.0, 8, 8, "l1") == 8 and window_side(1.0, 7, 7, "l2") == 7
+
+
+class ConstantModel(nn.Module):
+    """Logits that ignore the input: class 0 always wins by a margin of 1, so no example with
+    label 0 can ever be broken. Counts the examples it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += len(x)
+        out = torch.zeros(len(x), N_CLASSES)
+        out[:, 0] = 1.0
+        return out
+
+
+class RecordingSquare(Square):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.iterations: list[int] = []
+
+    def p_at(self, iteration: int) -> float:
+        self.iterations.append(iteration)
+        return super().p_at(iteration)
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.0), ("l1", 4.0)])
+def test_square_spends_the_originals_query_count(norm, eps):
+    """The original's loop: one initial query, then n_queries iterations 0 … n_queries − 1,
+    so 5001 model queries per example never broken at AutoAttack's n_queries = 5000."""
+    model = ConstantModel()
+    n = 3
+    x = torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(n, dtype=torch.long)
+    torch.manual_seed(0)
+    attack = RecordingSquare(LpThreat(norm, eps))
+    res = attack(model, x, y)
+    assert not bool(res.success.any())
+    assert res.extras["queries"].tolist() == [5001] * n
+    assert attack.iterations == list(range(5000))
+    # Plus the clean pass that picks the points to attack and the final check, as the original.
+    assert model.seen == n * (5001 + 2)
+
+
+# -- Square: the ℓ∞ proposal -------------------------------------------------------------------
+
+def test_square_linf_signs_are_shared_and_every_query_changes_the_point():
+    """The original draws one window and one sign per channel for the whole batch; robustlab
+    flips the signs of an example whose window would not change, so no query is wasted."""
+    eps = 0.1
+    attack = Square(LpThreat("linf", eps))
+    x = torch.full((6, 1, 8, 8), 0.5)
+    torch.manual_seed(0)
+    x_best = attack._init_linf(x)
+    for i in range(40):
+        same_start = x_best[:1].expand_as(x_best)
+        x_new = attack._propose_linf(x, same_start.clone(), attack.p_at(i + 2000))
+        # Identical examples get identical proposals: window and signs are shared.
+        assert torch.equal(x_new, x_new[:1].expand_as(x_new))
+        x_new = attack._propose_linf(x, x_best, attack.p_at(i + 2000))
+        changed = (x_new != x_best).flatten(1).any(1)
+        assert bool(changed.all())
+        assert float((x_new - x).abs().max()) <= eps + 1e-7
+        x_best = x_new
+
+
+# -- Square: breaks a small trained model in each norm -----------------------------------------
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.25), ("l2", 2.5), ("l1", 6.0)])
+def test_square_lowers_accuracy_of_a_trained_model(blob_model, norm, eps):
+    model, x, y = blob_model
+    torch.manual_seed(0)
+    res = Square(LpThreat(norm, eps), n_queries=300)(model, x, y)
+    assert _accuracy(model, res.x_adv, y) <= 0.25
+    assert torch.equal(res.success, model(res.x_adv).argmax(1) != y)
+    assert float(lp_norm(res.x_adv - x, norm).max()) <= eps * (1 + 1e-5) + 1e-6
+    # And with a tenth of the budget it breaks fewer: the search, not the start, does the work.
+    torch.manual_seed(0)
+    short = Square(LpThreat(norm, eps), n_queries=5)(model, x, y)
+    assert int(short.success.sum()) < int(res.success.sum())
+
+
+# -- FAB: ℓ1 -----------------------------------------------------------------------------------
+
+def test_l1_box_hyperplane_step_matches_linear_programming():
+    """min ||d||_1 s.t. w·d = c and 0 ≤ x + d ≤ 1, as an LP with d = p − m."""
+    gen = torch.Generator().manual_seed(5)
+    dim, checked = 7, 0
+    for _ in range(40):
+        x = torch.rand(1, dim, generator=gen, dtype=torch.float64)
+        w = torch.randn(1, dim, generator=gen, dtype=torch.float64)
+        w[0, 0] = 0.0  # a coordinate the hyperplane ignores must not move
+        c = 0.6 * torch.randn(1, generator=gen, dtype=torch.float64)
+        xn, wn = x[0].numpy(), w[0].numpy()
+        eye = np.eye(dim)
+        lp = linprog(np.ones(2 * dim), A_ub=np.block([[eye, -eye], [-eye, eye]]),
+                     b_ub=np.r_[1 - xn, xn], A_eq=np.r_[wn, -wn][None], b_eq=[float(c)],
+                     bounds=[(0, None)] * (2 * dim))
+        d = box_hyperplane_step(x, w, c, "l1")[0].numpy()
+        assert (xn + d >= -1e-12).all() and (xn + d <= 1 + 1e-12).all()
+        assert d[0] == 0.0
+        if lp.status != 0:
+            continue
+        assert abs(wn @ d - float(c)) < 1e-9
+        assert abs(np.abs(d).sum() - lp.fun) < 1e-8
+        checked += 1
+    assert checked >= 30
+
+
+def test_fab_l1_minimal_distance_on_linear_model():
+    """For a linear model away from the box the ℓ1 distance to class k is
+    |z_y − z_k| / ||w_y − w_k||_∞ (all of it on one coordinate); FAB must find it within 5%."""
+    gen = torch.Generator().manual_seed(6)
+    weight = torch.randn(3, 16, generator=gen)
+    lin = nn.Linear(16, 3)
+    with torch.no_grad():
+        lin.weight.copy_(weight)
+        lin.bias.copy_(-0.5 * weight.sum(1))
+    model = nn.Sequential(nn.Flatten(), lin).eval()
+    x = (0.5 + 0.03 * torch.randn(40, 1, 4, 4, generator=gen)).clamp(0, 1)
+    with torch.no_grad():
+        logits = model(x)
+    y = logits.argmax(1)
+    exact = torch.full((40,), float("inf"))
+    fits = torch.zeros(40, dtype=torch.bool)
+    for k in range(3):
+        wd = weight[k][None] - weight[y]
+        gap = logits.gather(1, y[:, None])[:, 0] - logits[:, k]
+        dist = gap / wd.abs().amax(1).clamp_min(1e-12)
+        closer = (y != k) & (dist < exact)
+        exact = torch.where(closer, dist, exact)
+        fits = torch.where(closer, dist < 0.45, fits)  # the one coordinate stays in [0, 1]
+    assert int(fits.sum()) >= 15
+    res = FAB(LpThreat("l1", 2.0), steps=100)(model, x[fits], y[fits])
+    assert bool(res.success.all())
+    ratio = res.extras["distortion"] / exact[fits]
+    assert float(ratio.min()) >= 1 - 1e-3 and float(ratio.max()) <= 1.05
+
+
+def test_fab_t_l1_finds_adversarials_within_eps(blob_model):
+    model, x, y = blob_model
+    eps = 4.0  # the median ℓ1 distortion FAB finds here is about 2.9
+    res = FABT(LpThreat("l1", eps), steps=30, n_target_classes=3)(model, x, y)
+    assert float(res.success.float().mean()) >= 0.9
+    norms = lp_norm(res.x_adv - x, "l1")
+    assert float(norms.max()) <= eps
+    torch.testing.assert_close(norms[res.success], res.extras["distortion"][res.success],
+                               rtol=1e-4, atol=1e-5)
+    assert bool((res.extras["target"][res.success] != y[res.success]).all())
+
+
+def test_fab_accepts_exactly_up_to_eps(blob_model):
+    """The original keeps a point iff its norm ≤ ε, with no tolerance. One restart starts at the
+    clean point, so the distortion found does not depend on ε."""
+    model, x, y = blob_model
+    x, y = x[:8], y[:8]
+    found = FAB(LpThreat("l2", 50.0), steps=20)(model, x, y).extras["distortion"]
+    d0 = float(found[0])
+    at = FAB(LpThreat("l2", d0), steps=20)(model, x, y)
+    assert bool(at.success[0]) and float(at.extras["distortion"][0]) == d0
+    below = float(np.nextafter(np.float32(d0), np.float32(0)))
+    under = FAB(LpThreat("l2", below), steps=20)(model, x, y)
+    assert not bool(under.success[0])
+    assert torch.equal(under.x_adv[0], x[0])
+
+
+# -- the suites --------------------------------------------------------------------------------
+
+def _settings(attack) -> tuple:
+    targets = getattr(attack, "n_target_classes", None) if attack.name.endswith("-t") else None
+    return (attack.name, getattr(attack, "steps", None), getattr(attack, "restarts", None),
+            targets, getattr(attack, "n_queries", None))
+
+
+def test_standard_suite_per_norm_is_the_originals():
+    for norm, eps in (("linf", 0.1), ("l2", 1.0)):
+        suite = build_suite("standard", LpThreat(norm, eps))
+        assert [_settings(a) for a in suite] == [
+            ("apgd-ce", 100, 1, None, None), ("apgd-t", 100, 1, 9, None),
+            ("fab-t", 100, 1, 9, None), ("square", None, 1, None, 5000)]
+    suite = build_suite("standard", LpThreat("l1", 10.0))
+    assert [_settings(a) for a in suite] == [
+        ("apgd-ce", 100, 5, None, None), ("apgd-t", 100, 1, 5, None),
+        ("fab-t", 100, 1, 9, None), ("square", None, 1, None, 5000)]
+    square = suite[-1]
+    assert square.p_init == 0.8 and not square.rescale_schedule and square.loss == "margin"
+    fab_t = suite[2]
+    assert (fab_t.alpha_max, fab_t.eta, fab_t.beta) == (0.1, 1.05, 0.9)
+    # Fewer classes than targets: every other class, once.
+    few = build_suite("standard", LpThreat("l1", 10.0), num_classes=4)
+    assert [getattr(a, "n_target_classes", None) for a in few] == [None, 3, 3, None]
+
+
+def test_plus_suite_is_the_originals():
+    suite = build_suite("plus", LpThreat("l1", 10.0))
+    assert [_settings(a) for a in suite] == [
+        ("apgd-ce", 100, 5, None, None), ("apgd-dlr", 100, 5, None, None),
+        ("fab", 100, 5, None, None), ("square", None, 1, None, 5000),
+        ("apgd-t", 100, 1, 9, None), ("fab-t", 100, 1, 9, None)]
