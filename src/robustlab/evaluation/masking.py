@@ -5,7 +5,7 @@ Wagner, ICML 2018, "Obfuscated gradients give a false sense of security"; Carlin
 1. a black-box attack (Square) breaks points that every white-box attack failed on;
 2. accuracy does not fall as ε grows;
 3. an unbounded attack (ε covering the whole [0, 1] box) does not reach ~0% accuracy;
-4. input gradients are zero or not finite.
+4. input gradients are zero, not finite, or absent (no autograd path from input to output).
 
 Each check returns numbers; a flag is raised where a number crosses its threshold. Flags do not
 change the robust accuracy reported: they tell the reader not to trust it.
@@ -37,12 +37,18 @@ def _flag(flags: list, check: str, message: str, value) -> None:
 
 
 def black_box_gain(result: EvalResult) -> dict:
-    """Points broken by a black-box attack after all white-box attacks before it failed."""
+    """Points broken by a black-box attack after every white-box attack before it failed.
+
+    ``result.broken_by`` holds, per example, the *name* of the attack that broke it (None, or
+    "clean" for a clean error), so the black-box stages are matched by name; only black-box
+    stages that come after at least one white-box stage count (a Square run first says nothing
+    about gradients)."""
     names = [s["attack"] for s in result.stages]
-    bb = [k for k, nm in enumerate(names) if any(nm.startswith(b) for b in BLACK_BOX)]
-    if not bb or all(k == 0 for k in bb):
+    is_bb = [any(nm.startswith(b) for b in BLACK_BOX) for nm in names]
+    after_white = {nm for k, nm in enumerate(names) if is_bb[k] and not all(is_bb[:k])}
+    if not after_white:
         return {"ran": False}
-    broken = sum(1 for b in result.broken_by if b is not None and b in bb and b > 0)
+    broken = sum(1 for b in result.broken_by if b in after_white)
     return {"ran": True, "broken_by_black_box": broken,
             "fraction": broken / max(1, result.n_examples)}
 
@@ -71,18 +77,28 @@ def pgd_accuracy(model, x, y, threat: LpThreat, steps: int = 20, batch_size: int
 
 def gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
     """Input gradients of the logit margin max_{j≠y} z_j − z_y. Cross-entropy's gradient is
-    exactly zero in float32 for very confident predictions, which would flag honest models."""
+    exactly zero in float32 for very confident predictions, which would flag honest models.
+
+    A model whose output does not depend on its input through autograd (an input transform
+    run under ``no_grad`` or on a detached copy) has no gradient at all; that is reported as
+    ``no_gradient_path`` with every gradient counted as zero, instead of an autograd error."""
     with model_mode(model, False):
         xg = x.clone().requires_grad_(True)
-        z = model(xg)
-        other = z.masked_fill(F.one_hot(y, z.shape[1]).bool(), float("-inf")).amax(1)
-        margin = other - z.gather(1, y[:, None]).squeeze(1)
-        (g,) = torch.autograd.grad(margin.sum(), xg)
+        with torch.enable_grad():
+            z = model(xg)
+            other = z.masked_fill(F.one_hot(y, z.shape[1]).bool(), float("-inf")).amax(1)
+            margin = other - z.gather(1, y[:, None]).squeeze(1)
+            g = (torch.autograd.grad(margin.sum(), xg, allow_unused=True)[0]
+                 if margin.requires_grad else None)
+    if g is None:
+        return {"zero_fraction": 1.0, "non_finite_fraction": 0.0, "median_norm": 0.0,
+                "no_gradient_path": True}
     norms = g.flatten(1).norm(dim=1)
     finite = torch.isfinite(g.flatten(1)).all(1)
     return {"zero_fraction": float((norms[finite] == 0).float().mean()) if finite.any() else 1.0,
             "non_finite_fraction": float((~finite).float().mean()),
-            "median_norm": float(norms[finite].median()) if finite.any() else float("nan")}
+            "median_norm": float(norms[finite].median()) if finite.any() else float("nan"),
+            "no_gradient_path": False}
 
 
 def masking_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: LpThreat,
@@ -109,6 +125,21 @@ def masking_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: L
     if len(idx) == 0:
         return {"flags": flags, "checks": checks}
 
+    g = gradient_stats(model, xp, yp)
+    checks["gradients"] = g
+    if g["no_gradient_path"]:
+        _flag(flags, "gradients", "the model's output has no gradient path to its input (a "
+              "transform under no_grad or on a detached copy): every gradient attack sees "
+              "nothing, so its robust accuracy means nothing", 1.0)
+        # PGD cannot run on such a model; the other checks need it.
+        return {"flags": flags, "checks": checks}
+    if g["non_finite_fraction"] > 0:
+        _flag(flags, "gradients", "input gradients are not finite for "
+              f"{g['non_finite_fraction']:.1%} of examples", g["non_finite_fraction"])
+    if g["zero_fraction"] > ZERO_GRAD_FRACTION:
+        _flag(flags, "gradients", f"input gradients are exactly zero for "
+              f"{g['zero_fraction']:.1%} of examples", g["zero_fraction"])
+
     if eps_curve is None and threat.eps > 0:
         scales = [1, 2, 4]
         eps_curve = {}
@@ -134,12 +165,4 @@ def masking_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: L
         _flag(flags, "unbounded", f"an unbounded attack (eps={big:g}) leaves {acc:.1%} accuracy; "
               "it should reach ~0%", acc)
 
-    g = gradient_stats(model, xp, yp)
-    checks["gradients"] = g
-    if g["non_finite_fraction"] > 0:
-        _flag(flags, "gradients", "input gradients are not finite for "
-              f"{g['non_finite_fraction']:.1%} of examples", g["non_finite_fraction"])
-    if g["zero_fraction"] > ZERO_GRAD_FRACTION:
-        _flag(flags, "gradients", f"input gradients are exactly zero for "
-              f"{g['zero_fraction']:.1%} of examples", g["zero_fraction"])
     return {"flags": flags, "checks": checks}
