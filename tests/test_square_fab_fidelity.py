@@ -293,3 +293,53 @@ def test_plus_suite_is_the_originals():
         ("apgd-ce", 100, 5, None, None), ("apgd-dlr", 100, 5, None, None),
         ("fab", 100, 5, None, None), ("square", None, 1, None, 5000),
         ("apgd-t", 100, 1, 9, None), ("fab-t", 100, 1, 9, None)]
+
+
+class HalfFrozen(nn.Module):
+    """A linear model, except that images whose first pixel is below 0.5 get constant logits
+    (class 0), so FAB can never move them; the linear part ignores that pixel, so no image
+    changes side. Counts the examples of its forward passes."""
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(7)
+        self.lin = nn.Linear(64, N_CLASSES)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.randn(N_CLASSES, 64, generator=gen))
+            self.lin.weight[:, 0] = 0.0
+            self.lin.bias.copy_(-0.5 * self.lin.weight.sum(1))
+        self.forward_examples = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.forward_examples += len(x)
+        flat = x.flatten(1)
+        frozen = torch.zeros(len(x), N_CLASSES)
+        frozen[:, 0] = 1.0
+        return torch.where(flat[:, :1] < 0.5, frozen + 0 * flat.sum(1, keepdim=True),
+                           self.lin(flat))
+
+
+def test_fab_t_reuses_its_check_pass_without_changing_the_result():
+    """FAB-T's check of an iterate also linearises it, so the next step needs no pass of its
+    own: while few iterates turn adversarial, fewer forward passes and the same points and
+    distortions as the original's order of passes."""
+    gen = torch.Generator().manual_seed(8)
+    x = (0.5 + 0.1 * torch.randn(48, 1, 8, 8, generator=gen)).clamp(0, 1)
+    x[:, 0, 0, 0] = 0.2
+    x[:12, 0, 0, 0] = 0.8  # a quarter of the images are linear, and break
+    with torch.no_grad():
+        y = HalfFrozen()(x).argmax(1)
+    results, passes = [], []
+    for fuse in (True, False):
+        model = HalfFrozen().eval()
+        attack = FABT(LpThreat("l2", 1.0), steps=20, n_target_classes=2)
+        attack.fuse_check = fuse
+        results.append(attack(model, x, y))
+        passes.append(model.forward_examples)
+    fused, plain = results
+    assert int(plain.success.sum()) == 12 and bool(plain.success[:12].all())
+    assert torch.equal(fused.success, plain.success)
+    torch.testing.assert_close(fused.extras["distortion"], plain.extras["distortion"],
+                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fused.x_adv, plain.x_adv, rtol=1e-5, atol=1e-6)
+    assert passes[0] < 0.75 * passes[1]
