@@ -11,9 +11,12 @@ def load_model(*args, **kwargs):
     return _load_model(*args, **kwargs)
 
 
-def evaluate(model, x, y, threat, attacks, **kwargs):
-    """Robust accuracy of any ``nn.Module`` taking [0, 1] images: ``attacks`` run in turn on the
-    points still robust; see :func:`robustlab.evaluation.evaluate`."""
-    from .evaluation import evaluate as _evaluate
+def evaluate(model, x, y, threat=None, attacks=None, **kwargs):
+    """Robust accuracy of any ``nn.Module`` taking [0, 1] images, AutoAttack-style, in one line:
+    ``robustlab.evaluate(model, x, y, eps=8/255, norm="linf", version="standard")``; the older
+    ``evaluate(model, x, y, threat, attacks)`` also works. Arguments are checked (a
+    ``ValueError`` naming the bad one), the model is sanity-checked and the gradient-masking
+    checks run unless ``masking=False``; see :func:`robustlab.evaluation.api.evaluate`."""
+    from .evaluation.api import evaluate as _evaluate
 
     return _evaluate(model, x, y, threat, attacks, **kwargs)

@@ -15,8 +15,10 @@ Versions:
   ℓ2): APGD-CE and APGD-DLR with 5 restarts, FAB with 5 restarts, Square (5000 iterations, 1
   restart — the original's code sets no Square restarts for ``plus``), APGD-T and FAB-T over 9
   targets with 1 restart each.
-- ``rand``: for randomised defences: APGD-CE and APGD-DLR with expectation over transformation
-  (EOT; 20 samples per gradient, as in the original ``rand`` version).
+- ``rand``: for randomised defences, the original's ``rand`` version: APGD-CE and APGD-DLR
+  (100 iterations, 1 restart) with expectation over transformation: each gradient is the mean
+  of the loss gradients of 20 random forward passes, success is judged on a sampled prediction,
+  and dropout stays on while attacking (:class:`EOT`, :class:`KeepStochastic`).
 - ``fast``: robustlab's cheaper suite, aiming at ``standard``'s robust accuracy: APGD-CE with 50
   iterations drops the easy points, then APGD-T over the 3 most likely other classes with 50
   iterations each. Examples stop being attacked the moment they are broken. Its agreement with
@@ -37,31 +39,121 @@ from .registry import make_attack
 VERSIONS = ("standard", "fast", "plus", "rand", "custom")
 
 
-class EOT(nn.Module):
-    """Expectation over transformation for randomised models: the mean of ``samples`` stochastic
-    forward passes, so a gradient through it is the average gradient over the randomness
-    (Athalye et al., ICML 2018)."""
+# Layers whose randomness a randomised defence relies on; they stay in train mode under
+# :class:`KeepStochastic` and :class:`EOT`. A custom module opts in with ``stochastic = True``.
+STOCHASTIC_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                     nn.FeatureAlphaDropout)
 
-    def __init__(self, model: nn.Module, samples: int = 20):
+
+def _keep_random_layers_on(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, STOCHASTIC_LAYERS) or getattr(m, "stochastic", False):
+            m.training = True
+
+
+class KeepStochastic(nn.Module):
+    """A randomised model whose random layers survive eval mode.
+
+    Attacks and :func:`robustlab.evaluation.evaluate` run models in eval mode (so batch norm uses
+    its running statistics), which also switches dropout off and would evaluate a different,
+    deterministic model. Under this wrapper ``eval()`` / ``train(False)`` leave dropout layers
+    (and modules with ``stochastic = True``) in train mode; batch norm and everything else
+    follow the mode asked for. The original AutoAttack never changes the model's mode, so a
+    user gets the same effect there by handing it a model in train mode.
+    """
+
+    def __init__(self, model: nn.Module):
         super().__init__()
-        self.model, self.samples = model, samples
+        self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.model(x) for _ in range(self.samples)]).mean(0)
+        return self.model(x)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        _keep_random_layers_on(self.model)
+        return self
+
+
+class EOT(KeepStochastic):
+    """Expectation over transformation for randomised models (Athalye et al., ICML 2018), the
+    way the original AutoAttack's ``rand`` version does it (``eot_iter=20``): the gradient an
+    attack sees is the mean of the loss gradients of ``samples`` independent forward passes,
+    while its loss value and prediction are those of one sampled pass, so success is judged on a
+    random prediction, as in the original and in the final check.
+
+    The forward pass itself returns one sample; :class:`EOTLoss` (installed by :class:`WithEOT`
+    in place of the attack's loss) draws the other ``samples - 1`` passes and adds their
+    gradients. They run one at a time, so memory stays that of one pass. Random layers stay on
+    in eval mode (:class:`KeepStochastic`).
+    """
+
+    def __init__(self, model: nn.Module, samples: int = 20):
+        super().__init__(model)
+        self.samples = int(samples)
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.model(x)
+        # Remembered so the loss can resample the same input; only while gradients are taken.
+        self._last = (x, z) if torch.is_grad_enabled() and x.requires_grad else None
+        return z
+
+
+class EOTLoss:
+    """An attack loss whose gradient is averaged over :class:`EOT` samples: its value is the
+    loss of the sampled logits it is given, its gradient w.r.t. the input the mean over
+    ``eot.samples`` forward passes (Athalye et al., 2018; the original's ``eot_iter``)."""
+
+    def __init__(self, loss_fn, eot: EOT):
+        self.loss_fn, self.eot = loss_fn, eot
+
+    def __call__(self, logits: torch.Tensor, *args) -> torch.Tensor:
+        loss = self.loss_fn(logits, *args)
+        last = self.eot._last
+        if last is None or last[1] is not logits or self.eot.samples <= 1:
+            return loss
+        x = last[0]
+        extra = torch.zeros_like(x)
+        for _ in range(self.eot.samples - 1):
+            (g,) = torch.autograd.grad(self.loss_fn(self.eot.model(x), *args).sum(), x)
+            extra += g
+        k = self.eot.samples
+        # Per example: the linear term's gradient is the other samples' summed gradient; the
+        # detached corrections keep the value that of the sampled loss.
+        surrogate = (loss + (x * extra).flatten(1).sum(1)) / k
+        return loss.detach() + surrogate - surrogate.detach()
 
 
 class WithEOT:
-    """An attack run against the EOT-averaged model; the final check in
-    :func:`robustlab.evaluate` still uses the plain (random) model."""
+    """An attack of the APGD family run with gradients averaged over ``samples`` random forward
+    passes (:class:`EOT`), the attacks of the original ``rand`` version. The final check in
+    :func:`robustlab.evaluate` runs the model once, so a point counts as broken when one random
+    prediction is wrong, as in the original; wrap the model in :class:`KeepStochastic` (the
+    one-line :func:`robustlab.evaluate` does for ``version="rand"``) for that check to keep
+    dropout on too.
+
+    One difference from the original stays: APGD stops attacking an example at its first
+    misclassified iterate, which for a random model is the first iterate one random pass
+    misclassifies; the original keeps iterating and keeps its last such iterate, which is
+    likelier to fool the final pass too."""
 
     def __init__(self, attack, samples: int = 20):
-        self.attack, self.samples = attack, samples
+        if not hasattr(attack, "_loss_fn"):
+            raise TypeError(f"EOT needs an attack with a differentiable loss, not {attack!r}")
+        self.attack, self.samples = attack, int(samples)
         self.threat = attack.threat
         self.label = f"{attack.name}-eot{samples}"
         self.name = self.label
 
     def __call__(self, model, x, y):
-        return self.attack(EOT(model, self.samples), x, y)
+        eot = EOT(model, self.samples)
+        loss_fn = self.attack._loss_fn
+        self.attack._loss_fn = EOTLoss(loss_fn, eot)
+        try:
+            return self.attack(eot, x, y)
+        finally:
+            self.attack._loss_fn = loss_fn
 
 
 def _labelled(attack, label: str):
