@@ -121,10 +121,10 @@ def recipe_key(dataset: str, images: torch.Tensor, labels: torch.Tensor, epochs:
 
 def train_feature_net(images: torch.Tensor, labels: torch.Tensor, spec, *, epochs: int,
                       seed: int, device: torch.device | str = "cpu",
-                      quiet: bool | None = None) -> nn.Module:
+                      batch_size: int = BATCH, quiet: bool | None = None) -> nn.Module:
     """A standard cnn-small trained with cross-entropy: SGD (Nesterov momentum 0.9, lr 0.05
-    decaying linearly to 0), batch 128, no augmentation, weights and data order from ``seed``.
-    ``images`` uint8 N×C×H×W."""
+    decaying linearly to 0), batch 128 (``batch_size``), no augmentation, weights and data
+    order from ``seed``. ``images`` uint8 N×C×H×W."""
     from .. import models
     from ..progress import progress_bar
 
@@ -136,15 +136,15 @@ def train_feature_net(images: torch.Tensor, labels: torch.Tensor, spec, *, epoch
                               std=spec.std, image_size=spec.image_size).to(device)
         opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, nesterov=True)
         n = len(labels)
-        steps = epochs * max(1, -(-n // BATCH))
+        steps = epochs * max(1, -(-n // batch_size))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / steps))
         gen = torch.Generator().manual_seed(seed)
         model.train()
         with progress_bar("feature net", total=steps, unit="step", quiet=quiet) as bar:
             for _ in range(epochs):
                 order = torch.randperm(n, generator=gen)
-                for lo in range(0, n, BATCH):
-                    idx = order[lo:lo + BATCH]
+                for lo in range(0, n, batch_size):
+                    idx = order[lo:lo + batch_size]
                     x = images[idx].to(device).float().div_(255)
                     loss = F.cross_entropy(model(x), labels[idx].to(device))
                     opt.zero_grad(set_to_none=True)

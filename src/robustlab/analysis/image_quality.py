@@ -13,7 +13,6 @@ IS over 10 splits, as in Salimans et al.'s code.
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 
 from ..errors import UserError
 
@@ -34,22 +33,27 @@ def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+def _sqrt_psd(s: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((s + s.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½): the squared 2-Wasserstein distance between two
-    Gaussians. A singular product gets ``eps`` on the diagonals (as in the reference FID code);
-    the tiny imaginary part sqrtm leaves from rounding is dropped."""
+    Gaussians. Tr((Σ1 Σ2)^½) is computed as Tr((Σ1^½ Σ2 Σ1^½)^½), a symmetric positive
+    semi-definite matrix, with symmetric eigendecompositions: unlike a general matrix square
+    root it stays real and exact when the covariances are singular (dead ReLU features, fewer
+    samples than dimensions), so no ε has to be added to the diagonals."""
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (len(mu1), len(mu1)):
         raise UserError(f"frechet_distance: shapes do not match ({mu1.shape}, {s1.shape}) vs "
                         f"({mu2.shape}, {s2.shape})")
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    if not np.isfinite(covmean).all():
-        off = np.eye(len(s1)) * eps
-        covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
-    covmean = np.real(covmean)
-    value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    r1 = _sqrt_psd(s1)
+    inner = np.linalg.eigvalsh(r1 @ s2 @ r1)
+    tr_covmean = float(np.sqrt(np.clip(inner, 0, None)).sum())
+    value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
     return max(value, 0.0)  # rounding can leave -1e-12 for identical sets
 
 

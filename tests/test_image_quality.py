@@ -1,0 +1,94 @@
+"""FID, KID and IS: exact values where a closed form exists, and the orderings a metric must
+respect on real features of a tiny trained network."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import make_blocks_npz
+
+from robustlab import data
+from robustlab.analysis.feature_net import FeatureNet, train_feature_net
+from robustlab.analysis.image_quality import (
+    fid_from_features,
+    frechet_distance,
+    inception_score,
+    kid_from_features,
+)
+from robustlab.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def blocks(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("iq")
+    train = data.load("npz", "train", path=make_blocks_npz(tmp / "tr.npz", 384, seed=0))
+    test = data.load("npz", "test", path=make_blocks_npz(tmp / "te.npz", 400, seed=1))
+    model = train_feature_net(train.images, train.labels, train.spec, epochs=3, seed=0,
+                              batch_size=32)
+    net = FeatureNet(model, "cnn-small blocks", "0" * 64, tuple(train.images.shape[1:]))
+    return net, test.float_images()
+
+
+def _spd(rng, d):
+    a = rng.normal(size=(d, d))
+    return a @ a.T / d + 0.1 * np.eye(d)
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero():
+    f = np.random.default_rng(0).normal(size=(300, 12))
+    assert fid_from_features(f, f) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_distance_matches_the_closed_form_for_two_gaussians():
+    rng = np.random.default_rng(1)
+    d = 6
+    m1, m2 = rng.normal(size=d), rng.normal(size=d)
+    # Diagonal covariances: ‖μ1 − μ2‖² + Σ (√a − √b)².
+    a, b = rng.uniform(0.5, 2, d), rng.uniform(0.5, 2, d)
+    closed = ((m1 - m2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert frechet_distance(m1, np.diag(a), m2, np.diag(b)) == pytest.approx(closed, rel=1e-9)
+    # Full covariances: Tr((Σ1Σ2)^½) is the sum of the square roots of Σ1Σ2's eigenvalues.
+    s1, s2 = _spd(rng, d), _spd(rng, d)
+    tr = np.sqrt(np.linalg.eigvals(s1 @ s2).real).sum()
+    closed = ((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr
+    assert frechet_distance(m1, s1, m2, s2) == pytest.approx(closed, rel=1e-8)
+    # Features drawn from the two Gaussians estimate it.
+    x = rng.multivariate_normal(m1, s1, size=20000)
+    y = rng.multivariate_normal(m2, s2, size=20000)
+    assert fid_from_features(x, y) == pytest.approx(closed, rel=0.05)
+
+
+def test_kid_is_near_zero_for_one_distribution_and_not_for_two():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(600, 16)), rng.normal(size=(600, 16))
+    z = rng.normal(0.5, 1.0, size=(600, 16))
+    same, _ = kid_from_features(x, y, subsets=20, subset_size=300)
+    diff, _ = kid_from_features(x, z, subsets=20, subset_size=300)
+    assert abs(same) < 0.01 < diff
+    assert diff > 20 * abs(same)
+
+
+def test_fid_grows_with_noise_and_is_beats_noise_on_real_features(blocks):
+    net, x = blocks
+    real_f, real_p = net.features_and_probs(x[:200])
+    g = torch.Generator().manual_seed(0)
+    fids = []
+    for sigma in (0.0, 0.05, 0.1, 0.2, 0.4):
+        noisy = (x[200:] + sigma * torch.randn(x[200:].shape, generator=g)).clamp(0, 1)
+        fids.append(fid_from_features(real_f, net.features_and_probs(noisy)[0]))
+    assert fids == sorted(fids) and fids[-1] > 3 * fids[0]
+    same = fid_from_features(real_f, net.features_and_probs(x[:200])[0])
+    assert same == pytest.approx(0.0, abs=1e-6)
+    is_real, _ = inception_score(real_p, splits=2)
+    is_noise, _ = inception_score(net.features_and_probs(torch.rand(200, *x.shape[1:],
+                                                                    generator=g))[1], splits=2)
+    assert is_real > 2.5 > is_noise  # 4 classes: IS is at most 4
+
+
+def test_bad_feature_arrays_and_shapes_are_user_errors(blocks):
+    net, x = blocks
+    with pytest.raises(UserError, match="N×D"):
+        fid_from_features(np.zeros(5), np.zeros(5))
+    with pytest.raises(UserError, match="feature sizes differ"):
+        kid_from_features(np.zeros((5, 3)), np.zeros((5, 4)))
+    with pytest.raises(UserError, match="feature network"):
+        net.features_and_probs(torch.zeros(2, 3, 32, 32))
