@@ -25,6 +25,13 @@ Targets are the classes ranked 2nd, 3rd, ... by the clean logits, as the origina
 ``sort(...)[:, -k]``, and success is still misclassification. The one difference: the original
 raises an index error with more targets than other classes; here the targets stop at the
 number of classes minus one.
+
+Passes: each step of the original linearises (one forward and, for FAB-T, one backward; for FAB
+one backward per class) and then checks the new iterate with one more forward. FAB-T here lets
+that check also linearise while at most a third of the iterates came out adversarial at the last
+step (those must be linearised again after their backward step), so a point that stays robust
+costs one forward and one backward per step instead of two forwards and one backward; the
+iterates are the same.
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ Fidelity to the original AutoAttack (``pyautoattack`` 0.2.0, read, not copied):
   as in the original.
 - ℓ2 / ℓ1: the initial point is a 5×5 grid of double bumps (rings weighted 1/(k+1)² for ℓ2,
   1/(k+1)⁴ for ℓ1), each with its own random transposition and one sign per example and channel;
-  ℓ2 is rescaled to norm ε, ℓ1 is projected onto the threat model. A proposal moves the mass of
+  ℓ2 is rescaled to norm ε, ℓ1 is projected onto the threat model (``LpThreat.project``; the
+  original uses the exact projection onto the ℓ1 ball ∩ box, which robustlab's ℓ1 Square gets
+  as soon as ``LpThreat.project`` is that projection). A proposal moves the mass of
   two windows into one new double bump with per-example signs, with the original's budget rule
   (for ℓ1 including its factor of the channel count), then renormalises (ℓ2) or projects (ℓ1).
 - A proposal is kept if it lowers the loss or misclassifies.
@@ -33,7 +35,9 @@ Deliberate differences, each at least as strong as the original and costing no e
 
 - The window's corner is drawn uniformly over all ``h − s + 1`` positions; the original's
   ``floor(low + (high − low)·U)`` never draws the last one, so it can change the bottom row and
-  right column only when the window spans the image.
+  right column only when the window spans the image. On small images this matters: on 8×8
+  blobs (an MLP, ℓ2 ε = 1.2, 300 iterations, 4 seeds) the original leaves 81-90% robust,
+  robustlab with the original's draw 75-85%, robustlab as it is 23-40%.
 - ℓ∞: where the shared signs would leave an example's window exactly as it is (a query that can
   only return the current loss; late in the attack, with one-pixel windows, half of them), that
   example gets the opposite signs, which always change the window. The Square paper's own code
