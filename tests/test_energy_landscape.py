@@ -42,6 +42,7 @@ def test_phase_detection_recovers_known_boundaries():
     metrics = [{"epoch": int(e), "train_delta_energy": float(d), "val_robust_accuracy": 1 - r}
                for e, d, r in zip(ep, de, err)]
     metrics.insert(3, {"step": 5, "train_loss": 1.0})  # non-epoch records are ignored
+    metrics.append({"epoch": 21, "train_delta_energy": None, "val_robust_accuracy": 0.1})
     ph = detect_phases(metrics)
     assert ph["available"]
     assert ph["phase_starts"] == [1, 7, 14]

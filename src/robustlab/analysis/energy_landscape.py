@@ -99,7 +99,11 @@ def detect_phases(metrics: list[dict], key: str = "train_delta_energy",
     """The three phases of adversarial training from ``metrics.jsonl`` records (per epoch,
     ``key`` and ``val_robust_accuracy``). ``available`` is False, with a reason, when the run
     logged too few epochs (six at least) or no energies."""
-    rows = [m for m in metrics if "epoch" in m and key in m and "val_robust_accuracy" in m]
+    def finite(v) -> bool:  # metrics.jsonl writes NaN (a diverged run) as null
+        return isinstance(v, (int, float)) and bool(np.isfinite(v))
+
+    rows = [m for m in metrics if "epoch" in m and finite(m.get(key))
+            and finite(m.get("val_robust_accuracy"))]
     # A resumed run may log an epoch twice: keep the last record of each.
     by_epoch = {int(m["epoch"]): m for m in rows}
     epochs = sorted(by_epoch)
@@ -107,7 +111,7 @@ def detect_phases(metrics: list[dict], key: str = "train_delta_energy",
            "delta_energy": [float(by_epoch[e][key]) for e in epochs],
            "robust_error": [1 - float(by_epoch[e]["val_robust_accuracy"]) for e in epochs]}
     if len(epochs) < 6:
-        out.update(available=False, reason=f"{len(epochs)} epochs with {key} and "
+        out.update(available=False, reason=f"{len(epochs)} epochs with finite {key} and "
                    "val_robust_accuracy logged; phase detection needs at least 6")
         return out
     fit = piecewise_linear_fit(epochs, out["delta_energy"], 3, 2)

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The energy tables of docs/results.md (Mirza et al., ECCV 2024, on Fashion-MNIST, cnn-small,
+# eps = 0.1 linf):
+#  1. shares of adversarial inputs with lower E(x) than natural, per attack family, for the
+#     standard, PGD-AT, TRADES and WEAT models of the objective table (reused from
+#     runs/objectives/ when scripts/compare_objectives.sh has trained them, else trained here
+#     with the same configs);
+#  2. the dE curve with its three phases: a long PGD-AT run with a step schedule (lr x0.1 at
+#     epochs 20 and 30, the schedule after which Rice et al. 2020 see robust overfitting) on a
+#     10 000-image subset, so that it overfits in reach of a CPU;
+#  3. FID / KID / IS of 1000 SGLD samples (100 per class) and 1000 targeted-PGD samples of
+#     every model, on the cached standard cnn-small feature network (trained once, ~2 min).
+# Times on this machine's 2 CPU cores (estimates from the objective table's 6-epoch runs:
+# pgd-at 15 min, trades/weat 17 min, ce 2 min at 55 000 images x 6 epochs):
+#   training the 4 models, if not done already      ~50 min (EPOCHS=6, TRAIN_SIZE=55000)
+#   long PGD-AT run (40 epochs x 10 000 images)     ~20 min
+#   energy on N=1000 per model (6 attacks)          ~6-10 min per model, ~40 min in all
+#   generate, 2 samplers x 4 models                 ~2-4 min each, ~25 min in all
+# A GPU cuts every line to a minute or two: add --device cuda to the commands.
+# Run:  bash scripts/energy_table.sh          Runs go to $RUNS (default runs/energy/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/python.sh
+RUNS=${RUNS:-runs/energy}
+OBJ_RUNS=${OBJ_RUNS:-runs/objectives}
+TRAIN_SIZE=${TRAIN_SIZE:-55000}
+EPOCHS=${EPOCHS:-6}
+N=${N:-1000}
+PER_CLASS=${PER_CLASS:-100}
+bash scripts/ensure-fashion-mnist.sh "$PYTHON"
+mkdir -p "$RUNS"
+
+models=()
+for obj in ce pgd-at trades weat; do
+  run=$(ls -d "$OBJ_RUNS"/fmnist-"$obj"-2* "$RUNS"/fmnist-"$obj"-2* 2>/dev/null | tail -1 || true)
+  if [ -z "$run" ] || [ ! -f "$run/model.safetensors" ]; then
+    echo "== training $obj"
+    $PYTHON -m robustlab train "examples/fashion-mnist-$obj.toml" --runs-dir "$RUNS" \
+      --set "data.train_size=$TRAIN_SIZE" --set "train.epochs=$EPOCHS" --quiet
+    run=$(ls -d "$RUNS"/fmnist-"$obj"-2* | tail -1)
+  fi
+  models+=("$run")
+done
+
+long=$(ls -d "$RUNS"/fmnist-pgd-at-long-2* 2>/dev/null | tail -1 || true)
+if [ -z "$long" ]; then
+  echo "== long PGD-AT run for the phases"
+  $PYTHON -m robustlab train examples/fashion-mnist-pgd-at.toml --runs-dir "$RUNS" \
+    --set run.name=fmnist-pgd-at-long --set data.train_size=10000 --set train.epochs=40 \
+    --set train.schedule=step --set "train.milestones=[20, 30]" --set train.lr=0.05 --quiet
+  long=$(ls -d "$RUNS"/fmnist-pgd-at-long-2* | tail -1)
+fi
+
+echo "== energy landscape of ${models[*]} and $long"
+$PYTHON -m robustlab energy "${models[@]}" "$long" --n "$N" --eps 0.1 --runs-dir "$RUNS" --quiet
+
+for run in "${models[@]}"; do
+  for sampler in sgld pgd; do
+    echo "== generate: $sampler from $run"
+    $PYTHON -m robustlab generate "$run" --sampler "$sampler" --seed-init pca \
+      --n-per-class "$PER_CLASS" --runs-dir "$RUNS" --quiet
+  done
+done
+# The markdown tables for docs/results.md, from the newest energy run and the generate runs.
+$PYTHON - "$RUNS" <<'PY'
+import json, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+e = json.loads(sorted(root.glob("energy-2*/results.json"))[-1].read_text())
+attacks = e["attacks"]
+print("| model | objective | clean | " + " | ".join(f"{a} ({e['families'][a]})" for a in attacks) + " |")
+print("|" + " --- |" * (3 + len(attacks)))
+for m in e["models"]:
+    rows = {r["attack"]: r for r in m["attacks"]}
+    cells = [f"{100 * rows[a]['share_lower_energy']:.1f}" for a in attacks]
+    print(f"| {m['label']} | {m['objective']} | {100 * m['clean_accuracy']:.1f} | " + " | ".join(cells) + " |")
+for m in e["models"]:
+    ph = m["phases"]
+    if ph.get("available"):
+        print(f"\n{m['label']}: phases start at epochs {ph['phase_starts']}, best robust epoch "
+              f"{ph['best_robust_epoch']}, robust overfitting from {ph['robust_overfitting_epoch']}")
+print()
+print("| model | sampler | n | FID | KID | IS | FID of the seeds |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for f in sorted(root.glob("generate-2*/results.json")):
+    g = json.loads(f.read_text())
+    m, s = g["metrics"], g["seed_metrics"]
+    fid = next(k for k in m if k.startswith("FID["))
+    kid = next(k for k in m if k.startswith("KID[") and not k.endswith("std"))
+    is_ = next(k for k in m if k.startswith("IS[") and not k.endswith("std"))
+    print(f"| {pathlib.Path(g['model']).name} | {g['sampler']} | {g['n_samples']} | {m[fid]:.2f} | "
+          f"{m[kid]:.4f} | {m[is_]:.2f} | {s[fid]:.2f} |")
+print(f"\nfeature network: {fid[4:-1]}")
+PY
