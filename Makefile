@@ -27,9 +27,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Bench-only: torchattacks' own requirements pull torchvision, which it does not need to import.
+# Bench-only: the original AutoAttack for bench/autoattack_vs_original.py. Pure PyTorch, no
+# dependencies of its own (so no torchvision); never a runtime dependency of robustlab.
 bench-deps: $(STAMP)
-	$(PY) -m pip install -q --no-deps torchattacks==3.5.1
+	$(PY) -m pip install -q pyautoattack==0.2.0
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

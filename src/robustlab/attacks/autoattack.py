@@ -22,7 +22,7 @@ Versions:
 - ``fast``: robustlab's cheaper suite, aiming at ``standard``'s robust accuracy: APGD-CE with 50
   iterations drops the easy points, then APGD-T over the 3 most likely other classes with 50
   iterations each. Examples stop being attacked the moment they are broken. Its agreement with
-  ``standard`` is measured in ``bench/autoattack_vs_torchattacks.py`` (docs/benchmarks.md), not
+  ``standard`` is measured in ``bench/autoattack_vs_original.py`` (docs/benchmarks.md), not
   assumed.
 - ``custom``: any list of registered attack names.
 """
