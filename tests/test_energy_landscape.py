@@ -114,3 +114,7 @@ def test_energy_bad_input_is_one_clear_error(trained, capsys):
     assert "unknown attack 'nope'" in capsys.readouterr().err
     assert main(["energy", str(run_path), "--steps", "0", "--runs-dir", str(tmp / "bad")]) == 2
     assert "steps" in capsys.readouterr().err
+    assert main(["energy", str(run_path), str(tmp / "missing"), "--runs-dir",
+                 str(tmp / "bad")]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert not (tmp / "bad").exists()  # nothing was written for a command that failed

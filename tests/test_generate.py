@@ -105,6 +105,8 @@ def test_generate_bad_input_is_one_clear_error(robust, capsys):
     assert "unknown sampler 'langevin'" in err and len(err.strip().splitlines()) == 1
     assert main(["generate", *base, "--steps", "0"]) == 2
     assert "steps must be >= 1" in capsys.readouterr().err
+    assert main(["generate", *base, "--seed-init", "uniform"]) == 2
+    assert "unknown seed initialisation" in capsys.readouterr().err
     other = models.create("cnn-small", num_classes=4, in_channels=3, norm="none",
                           image_size=32)
     models.save_model(other, tmp / "rgb32.safetensors")

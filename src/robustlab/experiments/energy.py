@@ -106,6 +106,12 @@ def energy_experiment(model_paths: list[str], *, dataset: str = "", split: str =
     threats = [LpThreat(norm, e) for e in eps]   # validates every ε first
     for a in attacks:                             # and every attack name
         make_attack(a, threats[0], **attack_settings(a, steps, targets, queries))
+    from ..models.checkpoint import weights_file
+    from .evaluate import _dataset_of
+
+    for path in model_paths:  # every model and its dataset exist before a run folder is made
+        weights_file(path, weights)
+        _dataset_of(EvalSpec(model=path, dataset=dataset, split=split))
     dev = resolve_device(device)
     batch = batch_size or default_batch_size(dev)
     run = Run.create(runs_dir, "energy", "energy")

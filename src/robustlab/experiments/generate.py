@@ -19,7 +19,7 @@ import torch
 from ..analysis.energy import joint_energy
 from ..analysis.image_quality import fid_from_features, inception_score, kid_from_features
 from ..errors import UserError
-from ..generation import fit_seeds, make_sampler
+from ..generation import SEED_KINDS, fit_seeds, make_sampler
 from ..io import atomic_write_bytes
 from ..runs import Run
 from .common import resolve_device
@@ -66,6 +66,11 @@ def generate_experiment(model_path: str, *, sampler: str = "sgld", seed_init: st
                             "sampler, not of pgd")
         settings["eps"] = eps
     smp = make_sampler(sampler, **settings)
+    if seed_init not in SEED_KINDS:
+        raise UserError(f"unknown seed initialisation {seed_init!r}; choose from "
+                        f"{', '.join(SEED_KINDS)}")
+    if not 0 < variance <= 1:
+        raise UserError(f"generate: --variance must be in (0, 1], got {variance}")
     for name, v in (("n_per_class", n_per_class), ("n_ref", n_ref), ("batch_size", batch_size),
                     ("kid_subsets", kid_subsets), ("kid_subset_size", kid_subset_size),
                     ("feature_epochs", feature_epochs)):
