@@ -169,7 +169,8 @@ def evaluate(model: nn.Module, x, y, threat: LpThreat | None = None,
              version: str | None = None, masking: bool = True, sanity: bool = True,
              return_adv: bool = False, batch_size: int = 0, seed: int = 0,
              n_probe: int = 200, stochastic: bool | None = None, quiet: bool | None = None,
-             channels_last: bool | None = None) -> EvalResult:
+             channels_last: bool | None = None, keep_adv: bool = False, state=None,
+             on_unit=None) -> EvalResult:
     """Robust accuracy of ``model`` on images ``x`` (float, (N, C, H, W), in [0, 1]) with labels
     ``y`` (a tensor or list), AutoAttack-style: the attacks of ``version`` (``standard``, ``plus``,
     ``rand``, ``fast``; see :mod:`robustlab.attacks.autoattack`) run in turn, each on the points
@@ -184,7 +185,9 @@ def evaluate(model: nn.Module, x, y, threat: LpThreat | None = None,
     image elsewhere).
 
     ``threat`` and ``attacks`` (attack objects, or names for ``version="custom"``) are the older
-    form and still accepted. ``stochastic`` (default: on for ``rand``) keeps dropout layers
+    form and still accepted, as are :func:`.evaluate.evaluate`'s ``keep_adv`` (the same as
+    ``return_adv``), ``state`` and ``on_unit`` (resume and save an interrupted evaluation).
+    ``stochastic`` (default: on for ``rand``) keeps dropout layers
     active in eval mode, for attacks and the final check alike
     (:class:`~robustlab.attacks.autoattack.KeepStochastic`). Bad arguments raise
     :class:`ArgumentError` (a ``ValueError``) naming the argument.
@@ -223,8 +226,9 @@ def evaluate(model: nn.Module, x, y, threat: LpThreat | None = None,
         n_targets = max((getattr(a, "n_target_classes", 0) for a in suite), default=0)
         warnings = sanity_checks(model, x, y, version=version, attack_names=names,
                                  n_targets=n_targets)
-    result = run_attacks(model, x, y, threat, suite, batch_size=batch_size, keep_adv=return_adv,
-                         seed=seed, quiet=quiet, channels_last=channels_last)
+    result = run_attacks(model, x, y, threat, suite, batch_size=batch_size,
+                         keep_adv=return_adv or keep_adv, seed=seed, state=state,
+                         on_unit=on_unit, quiet=quiet, channels_last=channels_last)
     result.warnings = warnings
     if masking:
         result.masking = masking_checks(model, x, y, threat, result, n_probe=n_probe)
