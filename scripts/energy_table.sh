@@ -10,12 +10,16 @@
 #     10 000-image subset, so that it overfits in reach of a CPU;
 #  3. FID / KID / IS of 1000 SGLD samples (100 per class) and 1000 targeted-PGD samples of
 #     every model, on the cached standard cnn-small feature network (trained once, ~2 min).
-# Times on this machine's 2 CPU cores (estimates from the objective table's 6-epoch runs:
-# pgd-at 15 min, trades/weat 17 min, ce 2 min at 55 000 images x 6 epochs):
-#   training the 4 models, if not done already      ~50 min (EPOCHS=6, TRAIN_SIZE=55000)
-#   long PGD-AT run (40 epochs x 10 000 images)     ~20 min
-#   energy on N=1000 per model (6 attacks)          ~6-10 min per model, ~40 min in all
-#   generate, 2 samplers x 4 models                 ~2-4 min each, ~25 min in all
+# Times on this machine's 2 CPU cores, estimated (not measured end to end) from the objective
+# table's 6-epoch runs (pgd-at 15 min, trades/weat 17 min, ce 2 min at 55 000 images) and from
+# timing SGLD and feature-net steps with other jobs sharing the cores (0.59 s per SGLD step on
+# 250 images, 0.48 s per 128-image training batch):
+#   training the 4 models, if runs/objectives/ lacks them   ~50 min (EPOCHS=6, TRAIN_SIZE=55000)
+#   long PGD-AT run (40 epochs x 10 000 images)             ~20 min
+#   energy, N=500 per model, 6 attacks + the TRADES check   ~10 min per model, ~50 min for 5
+#     (about 700 forward+backward passes per image; C&W's 5 x 100 Adam steps are most of it)
+#   default feature network (2 epochs, once, cached)        ~4-8 min
+#   generate, 1000 samples: SGLD 100 steps ~4 min, PGD 60 steps ~2.5 min; 8 runs ~30 min
 # A GPU cuts every line to a minute or two: add --device cuda to the commands.
 # Run:  bash scripts/energy_table.sh          Runs go to $RUNS (default runs/energy/).
 set -euo pipefail
@@ -25,7 +29,7 @@ RUNS=${RUNS:-runs/energy}
 OBJ_RUNS=${OBJ_RUNS:-runs/objectives}
 TRAIN_SIZE=${TRAIN_SIZE:-55000}
 EPOCHS=${EPOCHS:-6}
-N=${N:-1000}
+N=${N:-500}
 PER_CLASS=${PER_CLASS:-100}
 bash scripts/ensure-fashion-mnist.sh "$PYTHON"
 mkdir -p "$RUNS"
