@@ -73,7 +73,10 @@ class Attack:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
-        if init is not None and "threat" in inspect.signature(init).parameters:
+        params = inspect.signature(init).parameters if init is not None else {}
+        # Only ℓp attacks, and never one with settings of its own called eps or norm.
+        if ("threat" in params and params["threat"].annotation in (LpThreat, "LpThreat")
+                and "eps" not in params and "norm" not in params):
             cls.__init__ = _accept_eps_norm(init)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
