@@ -92,3 +92,33 @@ def test_bad_feature_arrays_and_shapes_are_user_errors(blocks):
         kid_from_features(np.zeros((5, 3)), np.zeros((5, 4)))
     with pytest.raises(UserError, match="feature network"):
         net.features_and_probs(torch.zeros(2, 3, 32, 32))
+
+
+class _UserNet(torch.nn.Module):
+    """A user's network returning (features, logits)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16),
+                                        torch.nn.ReLU())
+        self.head = torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = self.body(x)
+        return h, self.head(h)
+
+
+def test_a_torchscript_feature_network_is_accepted(blocks, tmp_path):
+    from robustlab.analysis.feature_net import load_feature_net
+
+    net, x = blocks
+    assert net.features_and_probs(x[:3])[0].shape == (3, 200)  # cnn-small's penultimate layer
+    torch.jit.script(_UserNet()).save(str(tmp_path / "user.pt"))
+    user = load_feature_net(tmp_path / "user.pt", (1, 28, 28))
+    f, p = user.features_and_probs(x[:5])
+    assert f.shape == (5, 16) and p.shape == (5, 4) and user.label("FID") == "FID[user]"
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(UserError, match="not a TorchScript file"):
+        load_feature_net(tmp_path / "junk.pt", (1, 28, 28))
+    with pytest.raises(UserError, match="does not take images"):
+        load_feature_net(tmp_path / "user.pt", (3, 32, 32))

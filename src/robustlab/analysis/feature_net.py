@@ -8,8 +8,10 @@ names it: ``FID[cnn-small fashion-mnist]``. The features are the input of the la
 layer (the 200-unit penultimate layer of cnn-small); IS uses its softmax.
 
 A user network may replace it: a robustlab ``.safetensors`` checkpoint, or a TorchScript file
-(``.pt``/``.ts``) taking [0, 1] images and returning logits. An InceptionV3 feature extractor is
-not implemented; local InceptionV3 weights would have to be exported to TorchScript first.
+(``.pt``/``.ts``) taking [0, 1] images and returning a tuple (features, logits), or logits alone
+(then the logits are the features: TorchScript modules take no forward hooks). An InceptionV3
+feature extractor is not implemented; local InceptionV3 weights would have to be exported to
+TorchScript first, returning (pool3 features, logits).
 """
 
 from __future__ import annotations
@@ -77,8 +79,13 @@ class FeatureNet:
         try:
             self.model.eval()
             for i in range(0, len(x), batch_size):
-                logits = self.model(x[i:i + batch_size].to(dev).float())
-                feats.append((store["f"] if hook else logits).flatten(1).float().cpu())
+                out = self.model(x[i:i + batch_size].to(dev).float())
+                if isinstance(out, (tuple, list)):  # a user network's (features, logits)
+                    f, logits = out
+                else:
+                    logits = out
+                    f = store["f"] if hook else logits
+                feats.append(f.flatten(1).float().cpu())
                 probs.append(F.softmax(logits.float(), 1).cpu())
         finally:
             if hook is not None:
@@ -182,7 +189,8 @@ def default_feature_net(dataset: str, *, data_dir: str = "", data_path: str = ""
 def load_feature_net(path: str | os.PathLike, input_shape: tuple[int, int, int],
                      device: torch.device | str = "cpu") -> FeatureNet:
     """A user's feature network: a robustlab .safetensors checkpoint or a TorchScript file
-    taking [0, 1] images of ``input_shape`` (C, H, W) and returning logits."""
+    taking [0, 1] images of ``input_shape`` (C, H, W) and returning (features, logits) or
+    logits."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"feature network {p}: no such file")
@@ -207,9 +215,9 @@ def load_feature_net(path: str | os.PathLike, input_shape: tuple[int, int, int],
     except Exception as e:  # noqa: BLE001
         raise UserError(f"feature network {p} does not take images of shape "
                         f"{tuple(input_shape)} ({type(e).__name__}: {str(e)[:120]})") from None
-    if out.ndim != 2:
-        raise UserError(f"feature network {p}: expected N×K logits, got shape "
-                        f"{tuple(out.shape)}")
+    logits = out[-1] if isinstance(out, (tuple, list)) else out
+    if not torch.is_tensor(logits) or logits.ndim != 2:
+        raise UserError(f"feature network {p}: expected N×K logits or (features, logits)")
     cfg = getattr(model, "config", None)
     if isinstance(cfg, dict) and "in_channels" in cfg:
         net.input_shape = (cfg["in_channels"], cfg.get("image_size", input_shape[1]),
