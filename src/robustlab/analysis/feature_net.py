@@ -208,7 +208,9 @@ def load_feature_net(path: str | os.PathLike, input_shape: tuple[int, int, int],
     else:
         raise UserError(f"feature network {p}: expected a robustlab .safetensors checkpoint "
                         "or a TorchScript .pt/.ts file")
-    net = FeatureNet(model.eval(), p.stem, _sha256_file(p), tuple(input_shape), str(p))
+    # A run folder's model.safetensors is named by its folder: "FID[model]" would say nothing.
+    name = f"{p.parent.name}/{p.stem}" if p.stem in ("model", "best", "model_ema") else p.stem
+    net = FeatureNet(model.eval(), name, _sha256_file(p), tuple(input_shape), str(p))
     try:
         with torch.no_grad():
             out = model(torch.zeros(2, *input_shape, device=device))
