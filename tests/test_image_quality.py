@@ -122,3 +122,21 @@ def test_a_torchscript_feature_network_is_accepted(blocks, tmp_path):
         load_feature_net(tmp_path / "junk.pt", (1, 28, 28))
     with pytest.raises(UserError, match="does not take images"):
         load_feature_net(tmp_path / "user.pt", (3, 32, 32))
+
+
+def test_inception_weights_file_gives_the_fid_inception(tmp_path):
+    from robustlab.analysis.feature_net import load_feature_net
+    from robustlab.analysis.inception import FIDInceptionV3
+
+    net = FIDInceptionV3(num_classes=1000)
+    # torchvision's InceptionV3 without its auxiliary head has exactly this many parameters.
+    assert sum(p.numel() for p in net.parameters()) == 23_834_568
+    torch.manual_seed(0)
+    state = FIDInceptionV3().state_dict()
+    torch.save({k: v for k, v in state.items() if "num_batches" not in k}, tmp_path / "i.pth")
+    fnet = load_feature_net(tmp_path / "i.pth", (1, 28, 28))
+    f, p = fnet.features_and_probs(torch.rand(2, 1, 28, 28))
+    assert fnet.name == "inception-v3" and f.shape == (2, 2048) and p.shape == (2, 1008)
+    torch.save({"Mixed_7c.branch_pool.conv.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(UserError, match="do not match the FID architecture"):
+        load_feature_net(tmp_path / "bad.pth", (1, 28, 28))

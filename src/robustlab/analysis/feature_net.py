@@ -9,9 +9,10 @@ layer (the 200-unit penultimate layer of cnn-small); IS uses its softmax.
 
 A user network may replace it: a robustlab ``.safetensors`` checkpoint, or a TorchScript file
 (``.pt``/``.ts``) taking [0, 1] images and returning a tuple (features, logits), or logits alone
-(then the logits are the features: TorchScript modules take no forward hooks). An InceptionV3
-feature extractor is not implemented; local InceptionV3 weights would have to be exported to
-TorchScript first, returning (pool3 features, logits).
+(then the logits are the features: TorchScript modules take no forward hooks). A file holding
+the state dict of pytorch-fid's InceptionV3 port (``pt_inception-2015-12-05-*.pth``, or the same
+tensors in .safetensors) gives the FID InceptionV3 of ``analysis/inception.py``, named
+``inception-v3``.
 """
 
 from __future__ import annotations
@@ -186,6 +187,30 @@ def default_feature_net(dataset: str, *, data_dir: str = "", data_path: str = ""
                       tuple(d.images.shape[1:]), str(path))
 
 
+def _inception_state(p: Path) -> dict | None:
+    """The state dict in ``p`` when it holds InceptionV3 weights, else None."""
+    from .inception import MARKER
+
+    if p.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(p), framework="pt") as f:
+                if MARKER not in f.keys():
+                    return None
+                return {k: f.get_tensor(k) for k in f.keys()}
+        except Exception:  # noqa: BLE001 - not ours to judge here; the loader below says why
+            return None
+    if p.suffix in (".pth", ".pt"):
+        try:
+            state = torch.load(str(p), map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - a TorchScript archive, or junk: decided below
+            return None
+        if isinstance(state, dict) and MARKER in state:
+            return state
+    return None
+
+
 def load_feature_net(path: str | os.PathLike, input_shape: tuple[int, int, int],
                      device: torch.device | str = "cpu") -> FeatureNet:
     """A user's feature network: a robustlab .safetensors checkpoint or a TorchScript file
@@ -194,6 +219,13 @@ def load_feature_net(path: str | os.PathLike, input_shape: tuple[int, int, int],
     p = Path(path)
     if not p.is_file():
         raise UserError(f"feature network {p}: no such file")
+    inception = _inception_state(p)
+    if inception is not None:
+        from .inception import inception_from_state
+
+        model = inception_from_state(inception).to(device)
+        # Any image size and 1 or 3 channels: the network resizes to 299×299 itself.
+        return FeatureNet(model, "inception-v3", _sha256_file(p), tuple(input_shape), str(p))
     if p.suffix == ".safetensors":
         from .. import models
 
