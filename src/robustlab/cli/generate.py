@@ -37,8 +37,10 @@ def register(sub) -> None:
     p.add_argument("--variance", type=float, default=0.95,
                    help="share of variance the pca seeds keep (default 0.95)")
     p.add_argument("--feature-net", default="",
-                   help="feature network file: a robustlab .safetensors checkpoint or a "
-                        "TorchScript .pt (default: the cached standard cnn-small)")
+                   help="feature network file: a robustlab .safetensors checkpoint, a "
+                        "TorchScript .pt returning (features, logits) or logits, or local "
+                        "weights of pytorch-fid's InceptionV3 (pt_inception-2015-12-05-*.pth) "
+                        "(default: the cached standard cnn-small)")
     p.add_argument("--cache-dir", default="",
                    help="where the default feature network is cached (default "
                         "$ROBUSTLAB_CACHE or ~/.cache/robustlab)")
