@@ -1,12 +1,26 @@
 """Auto-PGD (Croce & Hein, ICML 2020): PGD with momentum and a step size that halves itself at
-checkpoints when progress stalls, so it needs no step-size tuning. APGD-CE and APGD-DLR attack
-the label; APGD-T runs the targeted DLR loss once per likely target class.
+checkpoints when progress stalls, so it needs no step-size tuning; under ℓ1 the l1-APGD of Croce
+& Hein, "Mind the box: l1-APGD for sparse adversarial attacks on image classifiers" (ICML 2021).
+APGD-CE and APGD-DLR attack the label; APGD-T runs the targeted DLR loss once per likely target.
 
-Both stop per example at the first misclassifying iterate and keep it; an example never broken
-ends at the highest-loss point found. Restarts and targets run only on points still robust.
+The reference is the authors' code, AutoAttack (PyPI ``pyautoattack`` 0.2.0,
+``autopgd_base.py``). Deliberate differences, each at least as strong:
+
+- Per-example early exit: an example stops at its first misclassifying iterate and keeps it (the
+  original attacks every example for every iteration and keeps its last misclassifying one);
+  an example never broken ends at its highest-loss point (the original returns the clean input).
+- The first step-size window counts loss increases from the starting point's loss, as the paper
+  writes it (Sec. 3.2); the original's code compares the first iterate's loss with a row of
+  zeros it has not filled yet (a negative index wrapping round), i.e. with 0.
+- In the large-ε stages of ℓ1 (3ε, then 2ε, below) an iterate that is misclassified *and* already
+  inside the ε-ball counts as a success; the original counts only successes of the last stage.
+
+Restarts and targets run only on points still robust, as in the original.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -15,7 +29,15 @@ from ..errors import UserError
 from ..threat import LpThreat
 from .base import Attack, AttackResult
 from .losses import get_loss
-from .pgd import L1_SPARSITY, input_gradient, is_success, random_start, steepest_step
+from .pgd import input_gradient, is_success, steepest_step
+
+# l1-APGD's sparsity k starts at 20% of the coordinates (Croce & Hein 2021; their code's
+# ``topk = .2``) and then follows the sparsity of the best point (see ``_l1_checkpoint``).
+L1_INITIAL_SPARSITY = 0.2
+# The authors' code: at each ℓ1 checkpoint the step is divided by 1.5 unless the best point got
+# sparser by more than 5%, in which case it is reset to ε; it never falls below ε/10; the next k
+# is the best point's sparsity / 1.5. Checkpoints come every 4% of the iterations.
+L1_STEP_DECAY, L1_MIN_STEP_FRACTION, L1_SPARSER, L1_K_SHRINK, L1_WINDOW = 1.5, 0.1, 0.95, 1.5, 0.04
 
 
 def apgd_checkpoints(steps: int) -> list[int]:
@@ -32,11 +54,23 @@ def apgd_checkpoints(steps: int) -> list[int]:
     return points
 
 
+def large_eps_schedule(steps: int) -> list[tuple[float, int]]:
+    """AutoAttack's ℓ1 schedule (``use_largereps``, the original's ``decr_eps_pgd``): 30% of the
+    iterations at radius 3ε, 30% at 2ε, the rest at ε, each stage starting from the previous
+    stage's best point projected onto the smaller ball. Too few steps to split: one stage."""
+    first = math.ceil(0.3 * steps)
+    last = steps - 2 * first
+    if last < 1:
+        return [(1.0, steps)]
+    return [(3.0, first), (2.0, first), (1.0, last)]
+
+
 def autoattack_start(x: torch.Tensor, threat: LpThreat) -> torch.Tensor:
-    """APGD's random start (Croce & Hein's code): a random point on the surface of the ℓ∞ or
-    ℓ2 ball, clipped to the box; for ℓ1 a random sparse point inside the ball."""
+    """APGD's random start (the authors' code): a random point on the surface of the ℓ∞ or ℓ2
+    ball, clipped to the box; for ℓ1 a Gaussian draw projected exactly onto ball ∩ box (which
+    soft-thresholds it into a sparse point on the ball's surface)."""
     if threat.norm == "l1":
-        return random_start(x, threat)
+        return threat.project(x + torch.randn_like(x), x)
     t = torch.randn_like(x) if threat.norm == "l2" else 2 * torch.rand_like(x) - 1
     flat = t.flatten(1)
     size = flat.norm(dim=1) if threat.norm == "l2" else flat.abs().amax(dim=1)
@@ -44,26 +78,57 @@ def autoattack_start(x: torch.Tensor, threat: LpThreat) -> torch.Tensor:
     return threat.project(x + threat.eps * t, x)
 
 
+def l1_sparse_step(grad: torch.Tensor, topk: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """l1-APGD's step (Croce & Hein 2021): the gradient's sign on the coordinates whose
+    |gradient| reaches the ``topk``-quantile (one fraction per example), scaled to ℓ1 norm
+    ``step``. The threshold is the sorted |gradient| at index ⌊(1 − topk)·d⌋, as in their code."""
+    flat = grad.flatten(1)
+    d = flat.shape[1]
+    at = ((1 - topk) * d).clamp(0, d - 1).long()
+    thresh = flat.abs().sort(1).values.gather(1, at[:, None])
+    direction = flat.sign() * (flat.abs() >= thresh).to(flat.dtype)
+    direction = direction / (direction.abs().sum(1, keepdim=True) + 1e-10)
+    return (step[:, None] * direction).view_as(grad)
+
+
+def l0(delta: torch.Tensor) -> torch.Tensor:
+    """Per-example number of non-zero coordinates."""
+    return (delta.flatten(1) != 0).sum(1).to(delta.dtype)
+
+
 class APGD(Attack):
-    """Untargeted APGD (Croce & Hein, ICML 2020, Algorithm 1).
+    """Untargeted APGD (Croce & Hein, ICML 2020, Algorithm 1; ℓ1: Croce & Hein, ICML 2021).
 
-    Defaults from the paper: ``steps`` = 100, initial step 2ε (ℓ∞ and ℓ2; ε for ℓ1, as in the
-    authors' code), momentum ``alpha`` = 0.75, ``rho`` = 0.75. At each checkpoint the step of an
-    example halves if the loss increased on at most a ``rho`` fraction of the steps since the
-    last checkpoint (the authors' code uses ≤, the paper <), or if its step was not halved and
-    its best loss did not improve since the last checkpoint; a halved example restarts from its
-    best point. ``loss`` is ``ce`` (APGD-CE) or ``dlr`` (APGD-DLR); ``cw`` also works.
+    ℓ∞ and ℓ2, defaults from the paper and AutoAttack: ``steps`` = 100, initial step 2ε,
+    momentum ``alpha`` = 0.75 (none on the first step), ``rho`` = 0.75. At each checkpoint
+    (:func:`apgd_checkpoints`) the step of an example halves if the loss increased on at most a
+    ``rho`` fraction of the steps since the last checkpoint (the authors' code uses ≤, the paper
+    <), or if its step was not halved at the last checkpoint and its best loss has not improved
+    since; a halved example restarts from its best point (and best gradient).
 
-    ``random_start`` (default on, as in AutoAttack) starts each run from a random point on the
-    surface of the ball; off, every run starts from the clean input, which is deterministic and on
-    undefended models often a little stronger, but is not AutoAttack's setting.
+    ℓ1 (l1-APGD): no momentum (``alpha`` and ``rho`` are unused); each step moves along the
+    signs of the top ``k`` coordinates of |gradient| (:func:`l1_sparse_step`) and is projected
+    exactly onto ball ∩ box (:func:`robustlab.threat.project_l1_box`). ``k`` starts at
+    ``l1_sparsity`` = 20% and step at ε; every 4% of the iterations the best point's sparsity s
+    sets k = s / 1.5, and the step is reset to ε (restarting from the best point) if s fell by
+    more than 5% since the last checkpoint, else divided by 1.5, never below ε/10.
+    ``large_eps`` (default: on for ℓ1, as AutoAttack's ``standard`` runs it; ignored for ℓ∞/ℓ2)
+    runs :func:`large_eps_schedule`, whose later stages start from the earlier stage's best point
+    with k set from that point's sparsity.
+
+    ``loss`` is ``ce`` (APGD-CE) or ``dlr`` (APGD-DLR); ``cw`` also works. ``random_start``
+    (default on, as in AutoAttack) starts each run from a random point on the surface of the
+    ball; off, every run starts from the clean input, which is deterministic and on undefended
+    models often a little stronger, but is not AutoAttack's setting. See the module docstring for
+    what differs from the authors' code.
     """
 
     name = "apgd-ce"
 
     def __init__(self, threat: LpThreat, steps: int = 100, restarts: int = 1, loss: str = "ce",
-                 rho: float = 0.75, alpha: float = 0.75, l1_sparsity: float = L1_SPARSITY,
-                 random_start: bool = True):
+                 rho: float = 0.75, alpha: float = 0.75,
+                 l1_sparsity: float = L1_INITIAL_SPARSITY, random_start: bool = True,
+                 large_eps: bool | None = None):
         if steps < 1 or restarts < 1:
             raise UserError(f"apgd: steps and restarts must be >= 1, got {steps} and {restarts}")
         if not 0 < l1_sparsity <= 1:
@@ -73,74 +138,134 @@ class APGD(Attack):
         self.steps, self.restarts = int(steps), int(restarts)
         self.loss, self.rho, self.alpha = loss, rho, alpha
         self.l1_sparsity = l1_sparsity
+        self.large_eps = (threat.norm == "l1") if large_eps is None else bool(large_eps)
         self.name = f"apgd-{loss}"
         self._loss_fn = get_loss(loss)
 
-    def _initial_step(self) -> float:
-        return (1.0 if self.threat.norm == "l1" else 2.0) * self.threat.eps
+    def _stages(self) -> list[tuple[float, int]]:
+        if self.threat.norm == "l1" and self.large_eps:
+            return large_eps_schedule(self.steps)
+        return [(1.0, self.steps)]
+
+    def _gradient(self, model, x_adv, idx, loss_fn, args):
+        """Logits, loss and input gradient of the examples ``idx``."""
+        if self.train_mode:
+            # Train-mode batch norm couples the examples and fails on a batch of one: the whole
+            # batch goes through, finished examples standing still.
+            logits, loss, grad = input_gradient(model, x_adv, loss_fn, *args)
+            return logits[idx], loss[idx], grad[idx]
+        return input_gradient(model, x_adv[idx], loss_fn, *(a[idx] for a in args))
 
     def _single_run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn,
                     target: torch.Tensor | None = None):
-        """One APGD run. Returns (points, best loss, success); a successful example's point is
-        its first misclassifying iterate, another's its highest-loss iterate."""
-        threat, n = self.threat, len(x)
+        """One APGD run (all stages of the ℓ1 schedule). Returns (points, best loss, success);
+        a successful example's point is its first misclassifying iterate inside the threat
+        model, another's its highest-loss iterate of the last stage."""
         args = (y,) if target is None else (y, target)
+        stages = self._stages()
+        out = x.clone()
+        done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        first = LpThreat(self.threat.norm, self.threat.eps * stages[0][0])
+        start = autoattack_start(x, first) if self.random_start else x.clone()
+        for factor, iters in stages:
+            stage = self.threat if factor == 1 else LpThreat(self.threat.norm,
+                                                            self.threat.eps * factor)
+            start = stage.project(start, x)
+            start, loss_best = self._stage(model, x, args, loss_fn, stage, start, iters, out,
+                                           done, carried=len(stages) > 1)
+        out[~done] = start[~done]
+        return out, loss_best, done
 
-        def sub(i):
-            return tuple(a[i] for a in args)
+    def _stage(self, model, x, args, loss_fn, stage: LpThreat, x_adv, iters, out, done,
+               carried: bool):
+        """``iters`` APGD iterations within ``stage`` from ``x_adv``; successes go to ``out`` and
+        ``done`` in place. Returns the stage's best points and best losses."""
+        y, n, l1 = args[0], len(x), stage.norm == "l1"
+        eps = stage.eps
+        x_adv = x_adv.clone()
+        grad = torch.zeros_like(x)
+        loss_best = torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype)
+        idx = (~done).nonzero().flatten()
+        if idx.numel() == 0:
+            return x_adv, loss_best
+        logits, lo, g = self._gradient(model, x_adv, idx, loss_fn, args)
+        grad[idx], loss_best[idx] = g, lo
+        self._record(logits, y[idx], x_adv[idx], x[idx], idx, out, done)
+        x_best, grad_best, loss_prev, x_prev = x_adv.clone(), grad.clone(), loss_best.clone(), \
+            x_adv.clone()
+        step = torch.full((n,), (1.0 if l1 else 2.0) * eps, device=x.device, dtype=x.dtype)
+        if l1:
+            d = x[0].numel()
+            topk = torch.full((n,), float(self.l1_sparsity), device=x.device, dtype=x.dtype)
+            sp_old = torch.full_like(topk, float(d))
+            if carried:
+                # A carried start sets k from its own sparsity (the original's x_init branch);
+                # a start at the clean point (sparsity 0) keeps the fresh setting.
+                sp = l0(x_adv - x)
+                has = sp > 0
+                topk[has], sp_old[has] = sp[has] / d / L1_K_SHRINK, sp[has]
+            window = max(int(L1_WINDOW * iters), 1)
+            checkpoints = set(range(window, iters + 1, window))
+        else:
+            increases = torch.zeros(n, device=x.device)
+            loss_at_check = loss_best.clone()
+            halved_at_check = torch.ones(n, dtype=torch.bool, device=x.device)
+            checkpoints = set(apgd_checkpoints(iters))
+        last_check = 0
 
-        x_adv = autoattack_start(x, threat) if self.random_start else x.clone()
-        logits, loss, grad = input_gradient(model, x_adv, loss_fn, *args)
-        done = is_success(logits, y)
-        out = x_adv.clone()
-        x_best, loss_best, grad_best = x_adv.clone(), loss.clone(), grad.clone()
-        x_prev, loss_prev = x_adv.clone(), loss.clone()
-        step = torch.full((n,), self._initial_step(), device=x.device, dtype=x.dtype)
-        increases = torch.zeros(n, device=x.device)
-        loss_at_check = loss_best.clone()
-        halved_at_check = torch.ones(n, dtype=torch.bool, device=x.device)
-        checkpoints, last_check = set(apgd_checkpoints(self.steps)), 0
-
-        for i in range(self.steps):
+        for i in range(iters):
             idx = (~done).nonzero().flatten()
             if idx.numel() == 0:
                 break
             xa, xo = x_adv[idx], x[idx]
-            z = threat.project(xa + steepest_step(grad[idx], threat.norm, step[idx], xa,
-                                                  self.l1_sparsity), xo)
-            a = 1.0 if i == 0 else self.alpha
-            x_new = threat.project(xa + a * (z - xa) + (1 - a) * (xa - x_prev[idx]), xo)
-            x_prev[idx], x_adv[idx] = xa, x_new
-            if self.train_mode:
-                # Train-mode batch norm couples the examples and fails on a batch of one: the
-                # whole batch goes through, finished examples standing still.
-                x_all = x_adv.clone()
-                logits, lo, g = (t[idx] for t in input_gradient(model, x_all, loss_fn, *args))
+            if l1:
+                x_new = stage.project(xa + l1_sparse_step(grad[idx], topk[idx], step[idx]), xo)
             else:
-                logits, lo, g = input_gradient(model, x_new, loss_fn, *sub(idx))
+                z = stage.project(xa + steepest_step(grad[idx], stage.norm, step[idx]), xo)
+                a = 1.0 if i == 0 else self.alpha
+                x_new = stage.project(xa + a * (z - xa) + (1 - a) * (xa - x_prev[idx]), xo)
+            x_prev[idx], x_adv[idx] = xa, x_new
+            logits, lo, g = self._gradient(model, x_adv, idx, loss_fn, args)
             grad[idx] = g
-            ok = is_success(logits, y[idx])
-            out[idx[ok]], done[idx[ok]] = x_new[ok], True
-            increases[idx] += (lo > loss_prev[idx]).float()
+            self._record(logits, y[idx], x_new, xo, idx, out, done)
+            if not l1:
+                increases[idx] += (lo > loss_prev[idx]).float()
             loss_prev[idx] = lo
             up = lo > loss_best[idx]
             x_best[idx[up]], loss_best[idx[up]], grad_best[idx[up]] = x_new[up], lo[up], g[up]
 
-            if i + 1 in checkpoints:
+            if i + 1 not in checkpoints:
+                continue
+            if l1:
+                sp = l0(x_best[idx] - xo)
+                sparser = sp / sp_old[idx] < L1_SPARSER
+                topk[idx] = sp / x[0].numel() / L1_K_SHRINK
+                new_step = torch.where(sparser, torch.full_like(sp, eps),
+                                       step[idx] / L1_STEP_DECAY)
+                step[idx] = new_step.clamp(eps * L1_MIN_STEP_FRACTION, eps)
+                sp_old[idx] = sp
+                back = idx[sparser]
+            else:
                 k = i + 1 - last_check
-                last_check = i + 1
                 stalled = increases[idx] <= self.rho * k
                 no_gain = ~halved_at_check[idx] & (loss_at_check[idx] >= loss_best[idx])
                 halve = stalled | no_gain
                 halved_at_check[idx], loss_at_check[idx] = halve, loss_best[idx]
                 increases.zero_()
-                h = idx[halve]
-                step[h] /= 2
-                x_adv[h], grad[h], loss_prev[h] = x_best[h], grad_best[h], loss_best[h]
+                back = idx[halve]
+                step[back] /= 2
+            last_check = i + 1
+            # Restart from the best point; the next step's loss is still compared with the
+            # abandoned iterate's, as in the authors' code.
+            x_adv[back], grad[back] = x_best[back], grad_best[back]
+        return x_best, loss_best
 
-        out[~done] = x_best[~done]
-        return out, loss_best, done
-
+    def _record(self, logits, y, x_new, xo, idx, out, done) -> None:
+        """Mark as done the examples ``idx`` (with labels ``y``, points ``x_new`` and clean
+        inputs ``xo``) that are misclassified and inside the attack's threat model (a large-ε
+        stage's point may lie outside it), keeping that point."""
+        ok = is_success(logits, y) & self.threat.contains(x_new, xo)
+        out[idx[ok]], done[idx[ok]] = x_new[ok], True
     def _restarts(self, model, x, y, success, best_x, best_loss, loss_fn, target=None):
         """Run ``restarts`` APGD runs on the still-robust examples, updating in place."""
         for _ in range(self.restarts):
@@ -183,9 +308,11 @@ class APGDT(APGD):
 
     def __init__(self, threat: LpThreat, steps: int = 100, n_target_classes: int = 9,
                  restarts: int = 1, loss: str = "dlr", rho: float = 0.75, alpha: float = 0.75,
-                 l1_sparsity: float = L1_SPARSITY, random_start: bool = True):
+                 l1_sparsity: float = L1_INITIAL_SPARSITY, random_start: bool = True,
+                 large_eps: bool | None = None):
         super().__init__(threat, steps=steps, restarts=restarts, loss=loss, rho=rho,
-                         alpha=alpha, l1_sparsity=l1_sparsity, random_start=random_start)
+                         alpha=alpha, l1_sparsity=l1_sparsity, random_start=random_start,
+                         large_eps=large_eps)
         if n_target_classes < 1:
             raise UserError(f"apgd-t: n_target_classes must be >= 1, got {n_target_classes}")
         self.n_target_classes = int(n_target_classes)
@@ -213,7 +340,9 @@ class APGDDLR(APGD):
     name = "apgd-dlr"
 
     def __init__(self, threat: LpThreat, steps: int = 100, restarts: int = 1, loss: str = "dlr",
-                 rho: float = 0.75, alpha: float = 0.75, l1_sparsity: float = L1_SPARSITY,
-                 random_start: bool = True):
+                 rho: float = 0.75, alpha: float = 0.75,
+                 l1_sparsity: float = L1_INITIAL_SPARSITY, random_start: bool = True,
+                 large_eps: bool | None = None):
         super().__init__(threat, steps=steps, restarts=restarts, loss=loss, rho=rho,
-                         alpha=alpha, l1_sparsity=l1_sparsity, random_start=random_start)
+                         alpha=alpha, l1_sparsity=l1_sparsity, random_start=random_start,
+                         large_eps=large_eps)
