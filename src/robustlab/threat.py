@@ -133,7 +133,12 @@ class LpThreat:
             factor = (self.eps / n).clamp(max=1.0)
             delta = delta * factor.view(-1, *([1] * (delta.dim() - 1)))
         else:
-            return (x + project_l1_box(delta, x, self.eps)).clamp(0.0, 1.0)
+            # Aim a hair inside the ball: storing x + δ rounds every coordinate, which would
+            # otherwise leave ‖x_adv − x‖₁ up to ~√d ulps above ε (measured: 2e-6 at d = 784,
+            # ε = 12 in float32). The slack costs a few millionths of the budget.
+            slack = 8 * torch.finfo(delta.dtype).eps * (self.eps + delta[0].numel() ** 0.5)
+            budget = max(self.eps - slack, 0.0)
+            return (x + project_l1_box(delta, x, budget)).clamp(0.0, 1.0)
         return (x + delta).clamp(0.0, 1.0)
 
     def contains(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ Restarts and targets run only on points still robust, as in the original.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -165,11 +166,12 @@ class APGD(Attack):
         stages = self._stages()
         out = x.clone()
         done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        first = LpThreat(self.threat.norm, self.threat.eps * stages[0][0])
+        # replace() keeps the threat's class, so a subclass's projection holds in every stage.
+        first = replace(self.threat, eps=self.threat.eps * stages[0][0])
         start = autoattack_start(x, first) if self.random_start else x.clone()
         for factor, iters in stages:
-            stage = self.threat if factor == 1 else LpThreat(self.threat.norm,
-                                                            self.threat.eps * factor)
+            stage = self.threat if factor == 1 else replace(self.threat,
+                                                            eps=self.threat.eps * factor)
             start = stage.project(start, x)
             start, loss_best = self._stage(model, x, args, loss_fn, stage, start, iters, out,
                                            done, carried=len(stages) > 1)
