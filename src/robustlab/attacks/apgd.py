@@ -14,8 +14,18 @@ The reference is the authors' code, AutoAttack (PyPI ``pyautoattack`` 0.2.0,
   zeros it has not filled yet (a negative index wrapping round), i.e. with 0.
 - In the large-ε stages of ℓ1 (3ε, then 2ε, below) an iterate that is misclassified *and* already
   inside the ε-ball counts as a success; the original counts only successes of the last stage.
+- ℓ1 sparsity is the count of coordinates that differ from the clean input exactly; the
+  original's count also takes in coordinates its projection zeroed but the rounding of
+  (x + δ) + correction left at ~1e-8, so its k runs a coordinate or two higher. Counting those
+  the same way, the trajectories agree to float precision (``tests/test_apgd_l1.py``).
+- The ℓ1 projection aims a few float ulps inside the ball, so the stored point is within ε
+  (the original's can exceed ε by ~1e-4 at ε = 15).
 
-Restarts and targets run only on points still robust, as in the original.
+Everything else is the original's: checkpoints p_j and the halving test (≤ ρ·window, or no
+halving and no gain), restart from the best point and gradient, momentum 0.75 from the second
+step, the ℓ1 step rule and 3ε/2ε/ε schedule, the random starts, the DLR and targeted-DLR losses,
+and APGD-T's targets (the k-th most likely class of the clean input). Restarts and targets run
+only on points still robust, as in the original.
 """
 
 from __future__ import annotations
