@@ -72,6 +72,18 @@ _RESULT_COLUMNS = ("model", "dataset", "split", "n_examples", "norm", "eps", "at
                    "clean_accuracy", "robust_accuracy")
 
 
+def check_runs_root(root: str | Path) -> Path:
+    """UserError unless ``root`` is a folder or can become one."""
+    p = Path(root)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise UserError(f"--runs-dir {root}: {q} is a file, not a folder; give a folder "
+                                "for run folders and their index")
+            break
+    return p
+
+
 def _now() -> str:
     return _dt.datetime.now().isoformat(timespec="seconds")
 
@@ -85,13 +97,37 @@ class Index:
         self.path = self.root / INDEX_NAME
 
     def _connect(self) -> sqlite3.Connection:
+        check_runs_root(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, timeout=30)
-        con.row_factory = sqlite3.Row
-        con.executescript(_SCHEMA)
+        try:
+            con = sqlite3.connect(self.path, timeout=30)
+            con.row_factory = sqlite3.Row
+            con.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise self._corrupt(e) from None
         return con
 
+    def _corrupt(self, e: Exception) -> UserError:
+        # Never replaced silently: it may hold the only record of earlier results.
+        return UserError(
+            f"{self.path}: the run index cannot be read ({e}). The run folders beside it are "
+            f"untouched; move the file aside (mv {self.path} {self.path}.bad) and robustlab "
+            "starts a new index, or use another --runs-dir")
+
+    def _query(self, sql: str, params: tuple = ()) -> list:
+        with closing(self._connect()) as con:
+            try:
+                return con.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise self._corrupt(e) from None
+
     def upsert_run(self, run_id: str, **fields: Any) -> None:
+        try:
+            self._upsert_run(run_id, **fields)
+        except sqlite3.DatabaseError as e:
+            raise self._corrupt(e) from None
+
+    def _upsert_run(self, run_id: str, **fields: Any) -> None:
         fields = {k: (to_json(v, indent=None) if isinstance(v, (dict, list)) else v)
                   for k, v in fields.items() if k in _RUN_COLUMNS}
         with closing(self._connect()) as con, con:
@@ -107,6 +143,12 @@ class Index:
                             f"({', '.join('?' for _ in cols)})", (run_id, *fields.values()))
 
     def add_result(self, run_id: str, **fields: Any) -> int:
+        try:
+            return self._add_result(run_id, **fields)
+        except sqlite3.DatabaseError as e:
+            raise self._corrupt(e) from None
+
+    def _add_result(self, run_id: str, **fields: Any) -> int:
         row = {k: fields.get(k) for k in _RESULT_COLUMNS}
         extra = {k: v for k, v in fields.items() if k not in _RESULT_COLUMNS}
         with closing(self._connect()) as con, con:
@@ -117,32 +159,30 @@ class Index:
             return int(cur.lastrowid)
 
     def runs(self) -> list[dict]:
+        check_runs_root(self.root)
         if not self.path.exists():
             return []
-        with closing(self._connect()) as con:
-            return [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY created, run_id")]
+        return [dict(r) for r in self._query("SELECT * FROM runs ORDER BY created, run_id")]
 
     def run(self, run_id: str) -> dict | None:
         if not self.path.exists():
             return None
-        with closing(self._connect()) as con:
-            r = con.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
-            return dict(r) if r else None
+        rows = self._query("SELECT * FROM runs WHERE run_id=?", (run_id,))
+        return dict(rows[0]) if rows else None
 
     def results(self, run_id: str | None = None) -> list[dict]:
         if not self.path.exists():
             return []
-        with closing(self._connect()) as con:
-            if run_id is None:
-                rows = con.execute("SELECT * FROM results ORDER BY id")
-            else:
-                rows = con.execute("SELECT * FROM results WHERE run_id=? ORDER BY id", (run_id,))
-            out = []
-            for r in rows:
-                d = dict(r)
-                d["extra"] = json.loads(d["extra"]) if d.get("extra") else {}
-                out.append(d)
-            return out
+        if run_id is None:
+            rows = self._query("SELECT * FROM results ORDER BY id")
+        else:
+            rows = self._query("SELECT * FROM results WHERE run_id=? ORDER BY id", (run_id,))
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["extra"] = json.loads(d["extra"]) if d.get("extra") else {}
+            out.append(d)
+        return out
 
 
 @dataclass
@@ -160,7 +200,7 @@ class Run:
     @classmethod
     def create(cls, runs_dir: str | Path, name: str, kind: str, writer: bool = True,
                **index_fields: Any) -> Run:
-        root = Path(runs_dir)
+        root = check_runs_root(runs_dir)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or kind
         path = root / f"{safe}-{stamp}"
@@ -170,6 +210,7 @@ class Run:
             path = root / f"{safe}-{stamp}-{k}"
         run = cls(path=path, index=Index(root), writer=writer)
         if writer:
+            run.index._connect().close()  # a corrupt index stops us before the folder exists
             path.mkdir(parents=True)
             run.index.upsert_run(run.run_id, kind=kind, name=name, path=str(path.resolve()),
                                  created=_now(), status="running", **index_fields)
@@ -221,6 +262,18 @@ class Run:
     def add_result(self, **fields: Any) -> None:
         if self.writer and self.index is not None:
             self.index.add_result(self.run_id, **fields)
+
+    def mark_failed(self, error: BaseException) -> None:
+        """Record in the index that this run stopped on ``error`` (never raises: it runs while
+        another exception is on its way out)."""
+        if not (self.writer and self.index is not None):
+            return
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        try:
+            self.index.upsert_run(self.run_id, status=status,
+                                  summary={"error": f"{type(error).__name__}: {error}"})
+        except Exception:
+            pass
 
 
 def resolve_run(ref: str, runs_dir: str | Path = "runs") -> Path:

@@ -96,12 +96,28 @@ def cmd_eval(args) -> int:
         return 0  # a non-zero rank under torchrun
     r = run.read_results()
     print(f"run folder: {run.path}")
-    print(f"  {r['attack']} {r['threat']['norm']} eps={r['threat']['eps']:g} on "
-          f"{r['n_examples']} examples: clean {r['clean_accuracy']:.4f}, robust "
-          f"{r['robust_accuracy']:.4f} ({r['wall_seconds']:.1f} s)")
-    for s in r["stages"]:
-        print(f"    after {s['attack']:<14} {s['robust_accuracy']:.4f}  ({s['seconds']:.1f} s)")
+    print_radii(r)
     for f in r.get("masking", {}).get("flags", []):
         print(f"  WARNING gradient masking? {f['check']}: {f['message']}")
     print(f"  report: {run.path / 'report.html'}")
     return 0
+
+
+def print_radii(r: dict) -> None:
+    """One block per radius, each with its own accuracies, stages and time; several radii end
+    with a summary table over them."""
+    per_eps = r.get("per_eps") or [{"eps": r["threat"]["eps"], **r}]
+    norm = r["threat"]["norm"]
+    for pe in per_eps:
+        print(f"  {r['attack']} {norm} eps={pe['eps']:g} on {pe['n_examples']} examples: clean "
+              f"{pe['clean_accuracy']:.2%}, robust {pe['robust_accuracy']:.2%} "
+              f"({pe['wall_seconds']:.1f} s)")
+        for s in pe["stages"]:
+            print(f"    after {s['attack']:<14} {s['robust_accuracy']:.2%}  "
+                  f"({s['seconds']:.1f} s)")
+    if len(per_eps) > 1:
+        print(f"  {'eps':>8}  {'robust':>8}  {'seconds':>8}")
+        for pe in per_eps:
+            print(f"  {pe['eps']:>8g}  {pe['robust_accuracy']:>8.2%}  "
+                  f"{pe['wall_seconds']:>8.1f}")
+        print(f"  total {r['wall_seconds']:.1f} s")

@@ -46,15 +46,46 @@ def cmd_list(args) -> int:
                 "threat", "train FLOPs", "wall s"):
         t.add_column(col)
     for r in rows:
-        res = results.get(r["run_id"], [])
-        last = res[-1] if res else {}
-        threat = f"{last.get('norm')} {fmt(last.get('eps'))}" if last else "-"
+        clean, robust, threat = _headline(results.get(r["run_id"], []))
         t.add_row(r["run_id"], r["kind"], r["status"], r["dataset"] or "-", r["arch"] or "-",
-                  r["objective"] or "-", fmt(last.get("clean_accuracy")),
-                  fmt(last.get("robust_accuracy")), threat, fmt(r["train_flops"]),
+                  r["objective"] or "-", clean, robust, threat, _flops(r["train_flops"]),
                   fmt(r["wall_seconds"]))
     console().print(t)
     return 0
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _flops(v) -> str:
+    from ..report.html import human
+
+    return "-" if v is None else human(float(v), "FLOP")
+
+
+def _headline(res: list[dict]) -> tuple[str, str, str]:
+    """(clean, robust, threat) of a run's results rows. Every radius is shown, in the order
+    evaluated; a spatial run shows the bare model's worst case, its majority vote's apart."""
+    if not res:
+        return "-", "-", "-"
+    bare = [r for r in res if r["extra"].get("target") in (None, "model")]
+    vote = [r for r in res if r["extra"].get("target") not in (None, "model")]
+    if bare and bare[0]["norm"] == "spatial":
+        worst = min(bare, key=lambda r: r["robust_accuracy"])
+        robust = f"{_pct(worst['robust_accuracy'])} (bare model, {worst['attack']})"
+        if vote:
+            v = min(vote, key=lambda r: r["robust_accuracy"])
+            robust += f"; vote {_pct(v['robust_accuracy'])}"
+        return _pct(worst["clean_accuracy"]), robust, "spatial"
+    rows = bare or res
+    by_eps = {}
+    for r in rows:  # one row per radius; a later row for the same radius (a rerun) wins
+        by_eps[(r["norm"], r["eps"])] = r
+    rows = list(by_eps.values())
+    threat = f"{rows[0]['norm']} " + ", ".join(fmt(r["eps"]) for r in rows)
+    return (_pct(rows[0]["clean_accuracy"]), ", ".join(_pct(r["robust_accuracy"]) for r in rows),
+            threat)
 
 
 def cmd_show(args) -> int:

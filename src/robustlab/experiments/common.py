@@ -76,3 +76,39 @@ def build_model(cfg: Config, spec) -> torch.nn.Module:
     return models.create(cfg.model.arch, num_classes=spec.num_classes,
                          in_channels=spec.in_channels, norm=cfg.model.norm, mean=spec.mean,
                          std=spec.std, image_size=spec.image_size, **kw)
+
+
+def check_fits(model: torch.nn.Module, shape: tuple, num_classes: int, what: str) -> None:
+    """UserError unless ``model`` takes images of ``shape`` (C, H, W) and has ``num_classes``
+    outputs. Read from a robustlab model's config when it has one, so that a mismatch is caught
+    before any download; otherwise found by one forward pass on a blank image."""
+    cfg = getattr(model, "config", None) or {}
+    c, h, w = shape
+    if cfg.get("in_channels") and int(cfg["in_channels"]) != c:
+        raise UserError(f"the model takes {cfg['in_channels']}-channel images but {what} has "
+                        f"{c} channels")
+    if cfg.get("image_size") and int(cfg["image_size"]) != h and cfg.get("name") == "cnn-small":
+        # cnn-small's linear head fixes the image size; the others pool globally.
+        raise UserError(f"the model takes {cfg['image_size']}x{cfg['image_size']} images but "
+                        f"{what} has {h}x{w}")
+    # An npz's class count is its largest label + 1, so a subset of the classes is fine.
+    if cfg.get("num_classes") and int(cfg["num_classes"]) < num_classes:
+        raise UserError(f"the model has {cfg['num_classes']} classes but {what} has "
+                        f"{num_classes}")
+    if cfg:
+        return
+    params = list(model.parameters())
+    device = params[0].device if params else torch.device("cpu")
+    try:
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.zeros(1, c, h, w, device=device))
+        model.train(was)
+    except Exception as e:  # any failure here means the model cannot take these images
+        raise UserError(f"the model cannot take {what}'s {c}x{h}x{w} images: "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") \
+            from None
+    if out.ndim != 2 or out.shape[1] < num_classes:
+        raise UserError(f"the model outputs shape {tuple(out.shape)} for one image, but {what} "
+                        f"has {num_classes} classes: expected (1, {num_classes}) logits")

@@ -22,7 +22,7 @@ from ..evaluation.evaluate import EvalState, evaluate, summarise
 from ..io import atomic_write, atomic_write_json
 from ..runs import Run
 from ..threat import LpThreat
-from .common import resolve_device
+from .common import check_fits, resolve_device
 
 
 @dataclass
@@ -75,10 +75,13 @@ def _dataset_of(spec: EvalSpec) -> tuple[str, str, str]:
     raise UserError(f"{spec.model}: not a run folder; say which dataset with --dataset")
 
 
-def _data(spec: EvalSpec):
+def _data(spec: EvalSpec, model=None):
     from .. import data
 
     name, data_dir, path = _dataset_of(spec)
+    if model is not None and data.get_spec(name).format != "npz":
+        ds = data.get_spec(name)  # checked before any download
+        check_fits(model, ds.shape, ds.num_classes, name)
     val_size = 5000 if spec.split in ("train", "val") and name != "npz" else 0
     d = data.load(name, spec.split, data_dir=data_dir or None, val_size=val_size,
                   path=path or None)
@@ -116,7 +119,9 @@ def _state_path(run_path: Path, i: int, rank: int) -> Path:
 
 def _eval(spec, runs_dir, resume, dev, quiet, rank, world) -> Run | None:
     model = _load_model(spec, dev)
-    dataset, x, y, dspec = _data(spec)
+    dataset, x, y, dspec = _data(spec, model)
+    # Everything a user can get wrong is checked before a run folder exists.
+    check_fits(model, tuple(x.shape[1:]), dspec.num_classes, f"dataset {dataset}")
     threats = [LpThreat(spec.norm, e) for e in spec.eps]  # validates every ε first
     for t in threats:
         build_attacks(spec, t, dspec.num_classes)  # unknown attacks fail before any work
@@ -132,6 +137,16 @@ def _eval(spec, runs_dir, resume, dev, quiet, rank, world) -> Run | None:
             path = str(run.path)
         path = Path(broadcast_object(path))
         run = Run.open(path, writer=rank == 0)
+    try:
+        return _eval_in_run(spec, run, path, model, dataset, x, y, dspec, threats, rank, world,
+                            quiet)
+    except BaseException as e:
+        run.mark_failed(e)  # never left "running" in the index
+        raise
+
+
+def _eval_in_run(spec, run, path, model, dataset, x, y, dspec, threats, rank, world,
+                 quiet) -> Run | None:
     n = len(x)
     lo, hi = rank * n // world, (rank + 1) * n // world
     xs, ys = x[lo:hi], y[lo:hi]

@@ -35,7 +35,6 @@ def train_experiment(cfg: Config, *, kind: str = "train", evaluate_test: bool = 
 
 def _train(cfg, kind, evaluate_test, resume, quiet, rank, world) -> Run:
     from .. import models
-    from ..training.trainer import Trainer
 
     device = local_device(setup(cfg, rank))
     train, val, test, extra = load_splits(cfg)
@@ -54,6 +53,19 @@ def _train(cfg, kind, evaluate_test, resume, quiet, rank, world) -> Run:
             run.write_config(config_to_toml(cfg))
             path = str(run.path)
         run = Run.open(broadcast_object(path), writer=writer) if world > 1 else run
+    try:
+        return _fit_and_report(cfg, run, model, train, val, test, extra, device, fwd_flops,
+                               evaluate_test, resume, quiet, world, writer)
+    except BaseException as e:
+        run.mark_failed(e)  # never left "running" in the index
+        raise
+
+
+def _fit_and_report(cfg, run, model, train, val, test, extra, device, fwd_flops, evaluate_test,
+                    resume, quiet, world, writer) -> Run:
+    from .. import models
+    from ..training.trainer import Trainer
+
     trainer = Trainer(cfg, run, model, train, val, device, extra_data=extra,
                       forward_flops=fwd_flops, quiet=quiet)
     if resume:

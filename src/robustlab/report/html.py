@@ -44,6 +44,20 @@ def table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def kv_rows(rows: Sequence[tuple]) -> str:
+    """A two-column table of (name, value) rows with no header row (an empty one says nothing)."""
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{_cell(v)}</td></tr>" for k, v in rows)
+    return f"<table><tbody>{body}</tbody></table>"
+
+
+def human(v: float, unit: str = "") -> str:
+    """1.23e13 -> '12.3 T' + unit: counts people read at a glance (FLOPs, examples)."""
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g} {prefix}{unit}"
+    return f"{v:.3g} {unit}".rstrip()
+
+
 def kv_table(d: dict) -> str:
     return table(["key", "value"], [(k, v) for k, v in d.items()])
 

@@ -1,0 +1,145 @@
+"""A new user's first hour (issue 13): one message and exit 2 instead of tracebacks, results
+others can read, every radius reported, honest progress, bring-your-own-model."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+
+import numpy as np
+import pytest
+import torch
+from helpers import make_blocks_npz
+
+from robustlab import models
+from robustlab.cli.main import main
+from robustlab.runs import Index
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    m = models.create("cnn-small", num_classes=4, in_channels=1, norm="none", mean=(0.2,),
+                      std=(0.2,), image_size=28)
+    models.save_model(m, d / "m.safetensors")
+    make_blocks_npz(d / "test.npz", 24, seed=1)
+    rng = np.random.default_rng(0)
+    np.savez(d / "rgb.npz", image=rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8),
+             label=rng.integers(0, 4, 8))
+    torch.save(m.state_dict(), d / "plain.pt")
+    return d
+
+
+def _eval(ckpt, runs, *extra):
+    return main(["eval", str(ckpt / "m.safetensors"), "--dataset", "npz", "--data-path",
+                 str(ckpt / "test.npz"), "--n", "8", "--version", "custom", "--attacks", "fgsm",
+                 "--no-masking-checks", "--quiet", "--runs-dir", str(runs), *extra])
+
+
+def test_model_data_mismatch_is_one_message_before_any_run_folder(ckpt, tmp_path, capsys):
+    rc = main(["eval", str(ckpt / "m.safetensors"), "--dataset", "npz", "--data-path",
+               str(ckpt / "rgb.npz"), "--runs-dir", str(tmp_path / "runs"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "1-channel" in err and "3 channels" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_mismatch_with_a_named_dataset_is_caught_before_download(ckpt, tmp_path, capsys):
+    rc = main(["eval", str(ckpt / "m.safetensors"), "--dataset", "cifar10", "--data-dir",
+               str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--quiet"])
+    assert rc == 2 and "3 channels" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing downloaded, no run folder
+
+
+def test_a_run_that_fails_is_marked_failed_in_the_index(ckpt, tmp_path, monkeypatch):
+    import robustlab.experiments.evaluate as ev
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(ev, "evaluate", boom)
+    with pytest.raises(RuntimeError):
+        _eval(ckpt, tmp_path / "runs")
+    (row,) = Index(tmp_path / "runs").runs()
+    assert row["status"] == "failed" and "disk on fire" in row["summary"]
+
+
+def test_corrupt_index_is_reported_and_kept(ckpt, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    junk = b"not a database " * 100
+    (runs / "index.sqlite").write_bytes(junk)
+    assert main(["runs", "list", "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "index" in err and "mv " in err and "Traceback" not in err
+    assert _eval(ckpt, runs) == 2
+    assert "cannot be read" in capsys.readouterr().err
+    assert (runs / "index.sqlite").read_bytes() == junk
+    assert [p.name for p in runs.iterdir()] == ["index.sqlite"]  # no run folder either
+
+
+def test_runs_dir_that_is_a_file(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["runs", "list", "--runs-dir", str(f)]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_written_files_follow_the_umask(ckpt, tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert _eval(ckpt, tmp_path / "runs") == 0
+    finally:
+        os.umask(old)
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    for name in ("results.json", "report.html", "eval.json"):
+        assert stat.S_IMODE((run / name).stat().st_mode) == 0o644, name
+
+
+def test_every_radius_reported_with_its_own_numbers(ckpt, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert _eval(ckpt, runs, "--eps", "0.01", "0.3") == 0
+    out = capsys.readouterr().out
+    assert "eps=0.01 on" in out and "eps=0.3 on" in out
+    (run,) = [p for p in runs.iterdir() if p.is_dir()]
+    r = json.loads((run / "results.json").read_text())
+    assert [p["eps"] for p in r["per_eps"]] == [0.01, 0.3]
+    assert r["wall_seconds"] == pytest.approx(sum(p["wall_seconds"] for p in r["per_eps"]))
+    capsys.readouterr()
+    main(["runs", "list", "--runs-dir", str(runs)])
+    listed = capsys.readouterr().out
+    assert "0.01, 0.3" in listed  # both radii, not only the last
+    html = (run / "report.html").read_text()
+    assert "eps=0.01" in html and "eps=0.3" in html and "<th></th>" not in html
+
+
+def test_runs_list_says_which_numbers_are_the_bare_models(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    idx = Index(runs)
+    idx.upsert_run("sp-1", kind="spatial", path=str(runs / "sp-1"), created="now",
+                   status="done")
+    idx.add_result("sp-1", norm="spatial", attack="grid", clean_accuracy=0.9,
+                   robust_accuracy=0.2, target="model")
+    idx.add_result("sp-1", norm="spatial", attack="vote: grid", clean_accuracy=0.95,
+                   robust_accuracy=0.6, target="vote")
+    assert main(["runs", "list", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "20.0% (bare model, grid)" in out and "vote 60.0%" in out
+    assert "90.0%" in out and "95.0%" not in out
+
+
+def test_sqlite_errors_never_escape(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    con = sqlite3.connect(runs / "index.sqlite")
+    con.execute("CREATE TABLE runs (x)")  # a foreign table of the same name
+    con.commit()
+    con.close()
+    from robustlab.errors import UserError
+
+    with pytest.raises(UserError):
+        Index(runs).runs()
