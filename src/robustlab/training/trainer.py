@@ -352,6 +352,8 @@ class Trainer:
                     # Robust overfitting makes the last epoch worse than the best (Rice et al.).
                     s.best_robust, s.best_epoch = rob, s.epoch
                     self._save_weights("best.safetensors", self.model)
+            if s.epoch in tc.metric_epochs and self.val_data is not None:
+                record.update(self._scaling_metrics())
             s.wall_seconds += time.time() - t0
             record["wall_seconds"] = s.wall_seconds
             self.run.log(record)
@@ -360,6 +362,16 @@ class Trainer:
                 self._save_weights("model_ema.safetensors", self.ema.module)
             self.checkpoint()
         return s
+
+    def _scaling_metrics(self) -> dict:
+        """The scaling-law fit's points (training/scaling_metrics.py) on the validation split,
+        held out of training; D is the images processed so far."""
+        from .scaling_metrics import scaling_metrics
+
+        target = _Routed(self.model, self.cfg.model.test_bn) if self.mixbn else self.model
+        out = scaling_metrics(target, self.val_data, self.threat, self.tc.metric_n, self.device)
+        out["images_processed"] = self.state.step * self.tc.batch_size
+        return out
 
 
 class _Routed(nn.Module):

@@ -1,0 +1,106 @@
+"""Sweeps: grid expansion, a killed sweep restarted equals an uninterrupted one, failures are
+reported without stopping the others, and the per-run scaling numbers land in results.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import tiny_config
+
+from robustlab.cli.main import main
+from robustlab.sweeps import load_sweep, sweep_status
+
+
+def _sweep_file(tmp: Path, extra_points: str = "") -> Path:
+    base = tiny_config(tmp, train={"epochs": 1, "metric_epochs": [1], "metric_n": 32,
+                                   "objective": "pgd-at", "attack": {"eps": 0.1, "steps": 2}},
+                       eval={"n": 32})
+    p = tmp / "sweep.toml"
+    p.write_text(f'[sweep]\nname = "s"\nbase = "{base.name}"\nevaluate = false\n\n'
+                 '[grid]\n"data.train_size" = [64, 128]\n"model.width" = [4, 8]\n'
+                 + extra_points)
+    return p
+
+
+def _results(d: Path) -> dict:
+    out = {}
+    for r in sweep_status(d):
+        res = json.loads((Path(r["run"]) / "results.json").read_text())
+        out[r["name"]] = (res["train_flops"], res["scaling"]["images_processed"],
+                          res["best_val_robust_accuracy"])
+    return out
+
+
+def test_grid_expansion(tmp_path):
+    spec = load_sweep(_sweep_file(tmp_path))
+    assert len(spec.points) == 4
+    assert {tuple(p.overrides.values()) for p in spec.points} == {(64, 4), (64, 8), (128, 4),
+                                                                  (128, 8)}
+    assert len({p.name for p in spec.points}) == 4
+
+
+def test_killed_sweep_resumes_to_same_results(tmp_path):
+    sweep = _sweep_file(tmp_path)
+    ref = tmp_path / "ref"
+    assert main(["sweep", str(sweep), "--out", str(ref), "--quiet"]) == 0
+    expected = _results(ref)
+    assert all(v[1] > 0 for v in expected.values())
+    run_dir = next(Path(r["run"]) for r in sweep_status(ref))
+    rec = [m for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+           if "adv_test_loss" in m]
+    assert rec and rec[0]["adv_test_loss"] > 0 and 0 <= rec[0]["pgd_accuracy"] <= 1
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ROBUSTLAB_QUIET": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "robustlab", "sweep", str(sweep), "--out",
+                             str(killed), "--quiet"], env=env, cwd=tmp_path)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # kill once the first run has finished
+        if (killed / "points.json").exists() and any(
+                r["state"] == "done" for r in sweep_status(killed)):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    states = [r["state"] for r in sweep_status(killed)]
+    assert "done" in states and states.count("done") < 4
+    assert main(["sweep", str(sweep), "--out", str(killed), "--quiet"]) == 0
+    assert _results(killed) == expected
+
+
+def test_failed_run_reported_and_others_continue(tmp_path, capsys):
+    sweep = _sweep_file(tmp_path, '\n[[points]]\n"model.arch" = "cnn-small"\n'
+                                  '[[points]]\n"model.arch" = "cnn-small"\n'
+                                  '"data.path" = "missing.npz"\n')
+    d = tmp_path / "out"
+    assert main(["sweep", str(sweep), "--out", str(d), "--quiet"]) == 1
+    rows = sweep_status(d)
+    assert [r["state"] for r in rows].count("done") == 4
+    failed = [r for r in rows if r["state"] == "failed"]
+    assert len(failed) == 4 and all("missing.npz" in r["error"] for r in failed)
+    capsys.readouterr()
+    assert main(["sweep", "status", str(d)]) == 1
+    assert "missing.npz" in capsys.readouterr().out
+
+
+def test_bad_sweep_file_exit_2(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('[grid]\n"train.nope" = [1, 2]\n')
+    assert main(["sweep", str(p)]) == 2
+
+
+def test_slurm_executor_with_submitit_local(tmp_path):
+    pytest.importorskip("submitit")
+    sweep = _sweep_file(tmp_path)
+    text = sweep.read_text().replace('evaluate = false', 'evaluate = false\nexecutor = "slurm"')
+    sweep.write_text(text + '\n[slurm]\ncluster = "debug"\ntimeout_min = 5\n')
+    d = tmp_path / "slurm"
+    assert main(["sweep", str(sweep), "--out", str(d), "--quiet"]) == 0
+    assert [r["state"] for r in sweep_status(d)] == ["done"] * 4
