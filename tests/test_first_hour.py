@@ -143,3 +143,58 @@ def test_sqlite_errors_never_escape(tmp_path):
 
     with pytest.raises(UserError):
         Index(runs).runs()
+
+
+def test_training_prints_validation_per_epoch_and_human_units(tmp_path, capsys):
+    from helpers import tiny_config
+
+    cfg = tiny_config(tmp_path, train={"epochs": 1}, eval={"n": 16})
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1" in out and "val clean" in out and "val loss" in out
+    assert "FLOP" in out and "train_flops=" not in out
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    # Resume the finished 1-epoch run for a second epoch: it says where it starts.
+    text = (run / "config.toml").read_text().replace("epochs = 1", "epochs = 2")
+    (run / "config.toml").write_text(text)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming at epoch 2" in out and "epoch 2" in out
+
+
+def test_set_errors_name_what_was_typed_and_one_name_is_a_list(tmp_path):
+    from helpers import tiny_config
+
+    from robustlab.config import load_config
+    from robustlab.errors import ConfigError
+
+    cfg = tiny_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"^--set train.epochs=abc: train.epochs"):
+        load_config(cfg, ["train.epochs=abc"])
+    assert load_config(cfg, ["eval.attacks=fgsm"]).eval.attacks == ["fgsm"]
+    assert load_config(cfg, ["eval.attacks=fgsm,pgd"]).eval.attacks == ["fgsm", "pgd"]
+
+
+def test_data_messages_name_what_the_user_typed(ckpt, tmp_path, capsys):
+    m = str(ckpt / "m.safetensors")
+    (tmp_path / "g.npz").write_bytes(b"garbage\n")
+    for argv, want in (
+            (["--dataset", "npz"], "--data-path"),
+            (["--dataset", "npz", "--data-path", str(tmp_path / "g.npz")], "np.savez"),
+            (["--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "nope")],
+             "no such folder"),
+            (["--dataset", "npz", "--data-path", str(ckpt / "test.npz"), "--n", "500"],
+             "has 24 examples")):
+        rc = main(["eval", m, *argv, "--quiet", "--runs-dir", str(tmp_path / "runs")])
+        err = capsys.readouterr().err
+        assert rc == 2 and want in err, (argv, err)
+        assert "allow_pickle" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_data_check_writes_nothing_into_the_current_folder(ckpt, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ROBUSTLAB_DATA", str(tmp_path / "cache"))
+    assert main(["data", "check", "npz", "--path", str(ckpt / "test.npz")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+    assert (tmp_path / "cache" / "npz-samples.png").is_file()

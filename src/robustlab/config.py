@@ -111,6 +111,9 @@ class TrainSection:
     val_every: int = opt(1, lo=1, doc="validate every N epochs")
     val_n: int = opt(1000, lo=0, doc="validation examples attacked each epoch (0: all)")
     val_attack_steps: int = opt(10, lo=1, doc="PGD steps of the per-epoch robust validation")
+    metric_epochs: list = opt([], doc="epochs at which the scaling-law metrics are logged "
+                              "(adversarial test loss, PGD-40 CW and clean accuracy)")
+    metric_n: int = opt(1000, lo=1, doc="validation examples those metrics use (the first n)")
     attack: AttackSection = field(default_factory=AttackSection)
 
 
@@ -327,11 +330,50 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{p}: not a UTF-8 text file") from None
 
 
+def _field_type(path: list[str]) -> Any:
+    """The annotation of the config key at ``path`` (None if there is no such key)."""
+    cls: Any = Config
+    for p in path:
+        if not dataclasses.is_dataclass(cls):
+            return None
+        hints = typing.get_type_hints(cls)
+        if p not in hints:
+            return None
+        cls = hints[p]
+    return cls
+
+
+def _as_list(path: list[str], value: Any) -> Any:
+    """``--set eval.attacks=pgd`` or ``=pgd,fgsm`` for a list key: a bare name is a one-item
+    list, commas separate items."""
+    tp = _field_type(path)
+    if isinstance(value, str) and (tp is list or typing.get_origin(tp) is list):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 check_names: bool = True) -> Config:
     table = read_toml(path) if path else {}
     source = str(path) if path else "defaults"
-    table = apply_overrides(table, list(overrides or []))
+    build(Config, table, f"{source}:")  # the file alone: its errors name the file
+    for text in overrides or []:
+        # Each override is checked as it is applied, so an error names what was typed.
+        try:
+            key, value = parse_override(text)
+            table = apply_overrides(table, [text])
+            node = table
+            for p in key[:-1]:
+                node = node[p]
+            node[key[-1]] = _as_list(key, value)
+            cfg = build(Config, table, "")
+            if check_names:
+                validate_names(cfg, "")
+        except ConfigError as e:
+            msg = str(e)
+            if msg.startswith("--set "):
+                raise
+            raise ConfigError(f"--set {text}: {msg.lstrip(': ')}") from None
     cfg = build(Config, table, f"{source}:")
     if check_names:
         validate_names(cfg, source)

@@ -37,3 +37,13 @@ def fmt(v, digits: int = 4) -> str:
             return f"{v:.3e}"
         return f"{v:.{digits}g}"
     return str(v)
+
+
+def check_data_dir(path: str | None) -> None:
+    """A --data-dir that does not exist is a typo, not a request to download elsewhere."""
+    from pathlib import Path
+
+    from ..errors import UserError
+
+    if path and not Path(path).expanduser().is_dir():
+        raise UserError(f"--data-dir {path}: no such folder")

@@ -28,7 +28,8 @@ def register(sub) -> None:
     cp.add_argument("--data-dir", default=None, help="look here first")
     cp.add_argument("--path", default=None, help="the .npz file, for the dataset npz")
     cp.add_argument("--out", default=None,
-                    help="where to write the sample grid (default: NAME-samples.png)")
+                    help="where to write the sample grid (default: NAME-samples.png in "
+                         "$ROBUSTLAB_DATA, else ~/.cache/robustlab, never the current folder)")
     cp.add_argument("--quiet", action="store_true",
                     help="print nothing; exit 0 if the files are present and intact, else 2")
     cp.set_defaults(func=cmd_check)
@@ -125,7 +126,8 @@ def cmd_check(args) -> int:
     t.add_row("[bold]total", *[f"[bold]{len(loaded[s])}" for s in splits])
     out.print(t)
 
-    png = Path(args.out or f"{args.name}-samples.png")
+    png = Path(args.out) if args.out else _cache_root() / f"{args.name}-samples.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
     _write_samples(loaded[splits[-1]], png)
     out.print(f"samples of the {splits[-1]} split: {png}")
     return 0
@@ -166,3 +168,11 @@ def cmd_fetch(args) -> int:
     for p in paths:
         out.print(f"{args.name}: {p}")
     return 0
+
+
+def _cache_root() -> Path:
+    """Where unasked-for outputs go: the data cache, not the folder the user stands in."""
+    import os
+
+    env = os.environ.get("ROBUSTLAB_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "robustlab"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UserError
-from .common import add_runs_dir
+from .common import add_runs_dir, check_data_dir
 
 VERSIONS = ("standard", "fast", "plus", "rand", "custom")
 
@@ -25,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="test", choices=("train", "val", "test"),
                    help="dataset split (val: the 5000 examples carved from training with the "
                         "default seed; default test)")
-    p.add_argument("--n", "--num-examples", dest="n", type=int, default=1000,
+    p.add_argument("--n", "--num-examples", dest="n", type=int, default=None,
                    help="evaluate the first N examples of the split (0: all; default 1000); "
                         "under torchrun write --num-examples, which torchrun cannot mistake for "
                         "one of its own options")
@@ -72,6 +72,9 @@ def cmd_eval(args) -> int:
     else:
         if not args.model:
             raise UserError("a checkpoint or run folder is required (or --resume RUN)")
+        check_data_dir(args.data_dir)
+        n_given = args.n is not None
+        args.n = 1000 if args.n is None else args.n
         if args.n < 0:
             raise UserError(f"--n must be >= 0, got {args.n}")
         if args.batch_size < 0:
@@ -85,7 +88,7 @@ def cmd_eval(args) -> int:
             raise UserError("--attacks is for --version custom")
         spec = EvalSpec(model=args.model, weights=args.weights, dataset=args.dataset,
                         data_dir=args.data_dir, data_path=args.data_path, split=args.split,
-                        n=args.n, norm=args.norm,
+                        n=args.n, n_given=n_given, norm=args.norm,
                         eps=list(args.eps), version=args.version, attacks=attacks,
                         batch_size=args.batch_size, seed=args.seed, bn=args.bn,
                         save_adv=args.save_adv, masking=not args.no_masking_checks,

@@ -4,7 +4,7 @@ vote (Engstrom et al., "Exploring the Landscape of Spatial Robustness", ICML 201
 from __future__ import annotations
 
 from ..errors import UserError
-from .common import add_runs_dir
+from .common import add_runs_dir, check_data_dir
 
 
 def register(sub) -> None:
@@ -60,6 +60,7 @@ def register(sub) -> None:
 
 
 def _check(args) -> None:
+    check_data_dir(args.data_dir)
     if args.n < 0:
         raise UserError(f"--n must be >= 0, got {args.n}")
     if not 0 <= args.max_angle <= 180:

@@ -73,8 +73,8 @@ def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None,
         raise UserError(f"{name}: the val split is carved from train; give val_size > 0")
     if spec.format == "npz":
         if not path:
-            raise UserError("dataset npz needs the path of an .npz file (data.extra_npz, or "
-                            "path= in code)")
+            raise UserError("dataset npz needs the path of an .npz file: --data-path FILE "
+                            "on the command line, data.path in a config, path= in code")
         images, labels = load_npz(path)
         spec = npz_spec(spec, Path(path), images, labels)
         # N×H×W×C viewed as N×C×H×W (channels-last strides): no copy of millions of images

@@ -33,7 +33,14 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             images, labels = f["image"], f["label"]
     except DataError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    except ValueError as e:
+        # numpy reads a non-zip file as a pickle and then suggests allow_pickle, which would
+        # run arbitrary code: never suggest it.
+        if "pickle" in str(e):
+            raise DataError(f"{path}: not an npz file of arrays (no zip archive inside; made "
+                            "with np.savez(path, image=..., label=...)?)") from None
+        raise DataError(f"{path}: truncated or corrupt npz file ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
         raise DataError(f"{path}: truncated or corrupt npz file ({type(e).__name__}: {e})"
                         ) from None
     if images.dtype != np.uint8:

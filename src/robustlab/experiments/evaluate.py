@@ -36,6 +36,7 @@ class EvalSpec:
     data_path: str = ""  # the file, for the npz dataset
     split: str = "test"
     n: int = 1000
+    n_given: bool = False  # the user asked for exactly n: more than the split has is an error
     norm: str = "linf"
     eps: list = field(default_factory=lambda: [0.1])
     version: str = "standard"
@@ -85,6 +86,9 @@ def _data(spec: EvalSpec, model=None):
     val_size = 5000 if spec.split in ("train", "val") and name != "npz" else 0
     d = data.load(name, spec.split, data_dir=data_dir or None, val_size=val_size,
                   path=path or None)
+    if spec.n_given and spec.n > len(d):
+        raise UserError(f"--n {spec.n}: the {name} {spec.split} split has {len(d)} examples; "
+                        f"give at most {len(d)}, or --n 0 for all of them")
     n = len(d) if spec.n == 0 else min(spec.n, len(d))
     return name, d.images[:n].float().div_(255), d.labels[:n].clone(), d.spec
 

@@ -24,16 +24,21 @@ def _index_fields(cfg: Config) -> dict:
 
 
 def train_experiment(cfg: Config, *, kind: str = "train", evaluate_test: bool = False,
-                     resume: str | Path | None = None, quiet: bool | None = None) -> Run:
+                     resume: str | Path | None = None, quiet: bool | None = None,
+                     on_epoch=None, on_resume=None) -> Run:
+    """``on_epoch(record)`` is called with each epoch's metrics record as it is logged (the CLI
+    prints the validation numbers from it); ``on_resume(state)`` with the trainer state a
+    resumed run continues from."""
     rank, world, own_pg = init_from_env()
     try:
-        return _train(cfg, kind, evaluate_test, resume, quiet, rank, world)
+        return _train(cfg, kind, evaluate_test, resume, quiet, rank, world, on_epoch, on_resume)
     finally:
         if own_pg:
             destroy()
 
 
-def _train(cfg, kind, evaluate_test, resume, quiet, rank, world) -> Run:
+def _train(cfg, kind, evaluate_test, resume, quiet, rank, world, on_epoch=None,
+           on_resume=None) -> Run:
     from .. import models
 
     device = local_device(setup(cfg, rank))
@@ -54,15 +59,24 @@ def _train(cfg, kind, evaluate_test, resume, quiet, rank, world) -> Run:
             path = str(run.path)
         run = Run.open(broadcast_object(path), writer=writer) if world > 1 else run
     try:
+        if on_epoch is not None and writer:
+            log = run.log
+
+            def log_and_tell(record, log=log):
+                log(record)
+                if "epoch" in record:
+                    on_epoch(record)
+
+            run.log = log_and_tell
         return _fit_and_report(cfg, run, model, train, val, test, extra, device, fwd_flops,
-                               evaluate_test, resume, quiet, world, writer)
+                               evaluate_test, resume, quiet, world, writer, on_resume)
     except BaseException as e:
         run.mark_failed(e)  # never left "running" in the index
         raise
 
 
 def _fit_and_report(cfg, run, model, train, val, test, extra, device, fwd_flops, evaluate_test,
-                    resume, quiet, world, writer) -> Run:
+                    resume, quiet, world, writer, on_resume=None) -> Run:
     from .. import models
     from ..training.trainer import Trainer
 
@@ -70,6 +84,8 @@ def _fit_and_report(cfg, run, model, train, val, test, extra, device, fwd_flops,
                       forward_flops=fwd_flops, quiet=quiet)
     if resume:
         trainer.resume()
+        if on_resume is not None and writer:
+            on_resume(trainer.state)
     state = trainer.fit()
     if not writer:
         return run
@@ -242,7 +258,7 @@ def _escape(s: str) -> str:
 
 
 def resume_experiment(run_ref: str, runs_dir: str | None, *, evaluate_test: bool,
-                      quiet: bool | None = None) -> Run:
+                      quiet: bool | None = None, on_epoch=None, on_resume=None) -> Run:
     from ..runs import resolve_run
 
     path = resolve_run(run_ref, runs_dir or "runs")
@@ -250,5 +266,6 @@ def resume_experiment(run_ref: str, runs_dir: str | None, *, evaluate_test: bool
     if not cfg_path.is_file():
         raise UserError(f"{path}: no config.toml; not a robustlab training run")
     cfg = load_config(cfg_path)
-    return train_experiment(cfg, evaluate_test=evaluate_test, resume=path, quiet=quiet)
+    return train_experiment(cfg, evaluate_test=evaluate_test, resume=path, quiet=quiet,
+                            on_epoch=on_epoch, on_resume=on_resume)
 

@@ -239,7 +239,10 @@ class Trainer:
         nat, adv, fg, ys = self._attack_subset(model, d, n, route, with_fgsm=True)
         out = {"val_clean_accuracy": float((nat.argmax(1) == ys).float().mean()),
                "val_robust_accuracy": float((adv.argmax(1) == ys).float().mean()),
-               "val_n": n, "val_attack": f"pgd-{self.tc.val_attack_steps}"}
+               "val_n": n, "val_attack": f"pgd-{self.tc.val_attack_steps}",
+               # Cross-entropy of the validation logits: the curve robust overfitting shows in.
+               "val_loss": float(torch.nn.functional.cross_entropy(nat.float(), ys)),
+               "val_robust_loss": float(torch.nn.functional.cross_entropy(adv.float(), ys))}
         if fg is not None:
             out["val_fgsm_accuracy"] = float((fg.argmax(1) == ys).float().mean())
         out.update(energy_summary(nat, adv, ys, prefix="val_"))
