@@ -25,6 +25,20 @@ def register(sub) -> None:
     ip.add_argument("--norm", default="bn", help="bn, mixbn, gn or none (default bn)")
     ip.add_argument("--width", type=int, default=None, help="override the base width")
     ip.set_defaults(func=cmd_info)
+    cp = s.add_parser("convert", help="a RobustBench-layout .pt state dict to a robustlab "
+                                      ".safetensors checkpoint",
+                      description="Read IN (a PyTorch state dict, weights_only) into ARCH, "
+                                  "check every key, and write OUT as a self-describing "
+                                  ".safetensors; a model-info JSON beside IN is copied beside OUT.")
+    cp.add_argument("input", metavar="IN.pt")
+    cp.add_argument("output", metavar="OUT.safetensors")
+    cp.add_argument("--arch", required=True,
+                    help="e.g. dm-wrn-70-16-swish, dm-wrn-28-10, dm-preact-resnet-18, "
+                         "trades-wrn-34-10")
+    cp.add_argument("--dataset", default="cifar10",
+                    help="cifar10 (default) or cifar100: classes and DeepMind mean/std")
+    cp.add_argument("--num-classes", type=int, default=None)
+    cp.set_defaults(func=cmd_convert)
     p.set_defaults(func=lambda args: p.print_help())
 
 
@@ -99,9 +113,29 @@ def cmd_list(args) -> int:
     for fam in models.FAMILIES:
         p.add_row(fam.form, fam.family, fam.description)
     out.print(p)
-    from ..models import resnet, wideresnet
+    from ..models import dm_wideresnet, resnet, trades_wideresnet, wideresnet
 
-    out.print(f"{resnet.DEPTH_RULE}\n{wideresnet.DEPTH_RULE}")
+    out.print(f"{resnet.DEPTH_RULE}\n{wideresnet.DEPTH_RULE}\n{dm_wideresnet.DEPTH_RULE}\n"
+              f"{trades_wideresnet.DEPTH_RULE}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    import shutil
+    from pathlib import Path
+
+    from .. import models
+    from ..models.robustbench import load_published
+
+    out_path = Path(args.output)
+    if out_path.suffix != ".safetensors":
+        raise UserError(f"output {out_path} must end in .safetensors")
+    model = load_published(args.input, args.arch, args.dataset, args.num_classes)
+    models.save_model(model, out_path)
+    info = Path(args.input).with_suffix(".json")
+    if info.is_file():
+        shutil.copyfile(info, out_path.with_suffix(".json"))
+    console().print(f"wrote {out_path} ({args.arch}, {models.count_params(model):,} params)")
     return 0
 
 
@@ -136,6 +170,10 @@ def _layout(name: str) -> str:
     if fam.family == "wrn":
         blocks, widen = (groups[0] - 4) // 6, groups[1]
         return f"{blocks} pre-activation blocks per group, 3 groups, widen x{widen}"
-    if fam.family == "preact-resnet":
+    if fam.family in ("dm-wrn", "dm-wrn-swish", "trades-wrn"):
+        blocks, widen = (groups[0] - 4) // 6, groups[1]
+        return (f"{blocks} pre-activation blocks per group, 3 groups, widen x{widen} "
+                "(published parameter names)")
+    if fam.family in ("preact-resnet", "dm-preact-resnet"):
         return "pre-activation basic blocks per stage (2, 2, 2, 2)"
     return "conv32-conv32-pool-conv64-conv64-pool-fc200-fc200-fc"

@@ -87,15 +87,31 @@ def read_config(path: str | os.PathLike) -> dict:
         raise UserError(f"{path}: corrupt model config in metadata ({e})") from None
 
 
+PT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
 def load_model(path: str | os.PathLike, which: str = "model",
-               device: str | torch.device = "cpu") -> Classifier:
+               device: str | torch.device = "cpu", *, arch: str | None = None,
+               dataset: str | None = "cifar10", num_classes: int | None = None,
+               **kw) -> Classifier:
     """The model saved at ``path`` (a .safetensors file or a run folder), on ``device``, in eval
     mode. ``which`` is "model", "best" or "ema" for a folder. UserError for a missing or corrupt
-    checkpoint, naming the path."""
+    checkpoint, naming the path.
+
+    A ``.pt`` state dict in RobustBench's layout needs ``arch`` (``dm-wrn-70-16-swish``,
+    ``trades-wrn-34-10``, ...) and ``dataset`` (which sets the classes and, for DeepMind models,
+    the mean/std): ``load_model("Gowal2020.pt", arch="dm-wrn-70-16", dataset="cifar10")``;
+    see :mod:`robustlab.models.robustbench`."""
     from safetensors.torch import load_file
 
     from .registry import create
 
+    suffix = Path(path).suffix.lower()
+    if suffix in PT_SUFFIXES or (arch is not None and suffix != ".safetensors"
+                                 and not Path(path).is_dir()):
+        from .robustbench import load_published
+
+        return load_published(path, arch, dataset, num_classes, device, **kw)
     f = weights_file(path, which)
     config = dict(read_config(f))
     try:

@@ -12,10 +12,13 @@ from typing import Any
 from torch import nn
 
 from ..errors import UserError
+from . import dm_wideresnet as _dmwrn
 from . import resnet as _resnet
+from . import trades_wideresnet as _twrn
 from . import wideresnet as _wrn
 from .classifier import Classifier, Normalize
 from .cnn import cnn_small
+from .dm_preact import dm_preact_resnet18
 from .norm import NORMS, check_norm
 from .preact import preact_resnet18
 
@@ -55,11 +58,25 @@ FAMILIES: tuple[Family, ...] = (
            _wrn.wide_resnet, validate=_wrn.check_depth),
     Family("preact-resnet", r"preact-resnet-18", "preact-resnet-18",
            "PreAct ResNet-18, CIFAR stem (He et al. 2016, identity mappings)", preact_resnet18),
+    # Published architectures with their checkpoints' parameter names (models/robustbench.py).
+    Family("dm-wrn", r"dm-wrn-(\d+)-(\d+)", "dm-wrn-D-W",
+           "DeepMind WideResNet, ReLU, RobustBench key names (Gowal et al. 2020)",
+           _dmwrn.dm_wide_resnet, validate=_dmwrn.check_depth),
+    Family("dm-wrn-swish", r"dm-wrn-(\d+)-(\d+)-swish", "dm-wrn-D-W-swish",
+           "DeepMind WideResNet, Swish/SiLU (Gowal et al. 2020; Rebuffi et al. 2021)",
+           _dmwrn.dm_wide_resnet_swish, validate=_dmwrn.check_depth),
+    Family("dm-preact-resnet", r"dm-preact-resnet-18", "dm-preact-resnet-18",
+           "DeepMind PreAct ResNet-18, 3x3 shortcuts, RobustBench key names (Rebuffi et al. "
+           "2021)", dm_preact_resnet18),
+    Family("trades-wrn", r"trades-wrn-(\d+)-(\d+)", "trades-wrn-D-W",
+           "TRADES / Carmon WideResNet, ReLU, no input normalisation (Zhang et al. 2019)",
+           _twrn.trades_wide_resnet, validate=_twrn.check_depth),
 )
 
 # What `robustlab models list` shows by default.
 REPRESENTATIVE = ("cnn-small", "resnet-18", "resnet-34", "resnet-50", "resnet-101", "resnet-152",
-                  "wrn-28-10", "wrn-34-10", "wrn-70-16", "preact-resnet-18")
+                  "wrn-28-10", "wrn-34-10", "wrn-70-16", "preact-resnet-18", "dm-wrn-28-10",
+                  "dm-wrn-70-16-swish", "dm-preact-resnet-18", "trades-wrn-34-10")
 
 
 def valid_forms() -> str:
