@@ -198,3 +198,39 @@ def test_data_check_writes_nothing_into_the_current_folder(ckpt, tmp_path, monke
     assert main(["data", "check", "npz", "--path", str(ckpt / "test.npz")]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
     assert (tmp_path / "cache" / "npz-samples.png").is_file()
+
+
+FACTORY = '''
+from torch import nn
+
+
+def build():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 4))
+'''
+
+
+def test_bring_your_own_model(ckpt, tmp_path, capsys, monkeypatch):
+    (tmp_path / "mynet.py").write_text(FACTORY)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    e = ["--dataset", "npz", "--data-path", str(ckpt / "test.npz"), "--n", "8", "--version",
+         "custom", "--attacks", "fgsm", "--no-masking-checks", "--quiet", "--runs-dir", "runs"]
+    assert main(["eval", "--model-factory", "mynet:build", *e]) == 0
+    # A plain .pt state dict with its registry architecture, numbers equal to the checkpoint's.
+    assert main(["eval", str(ckpt / "plain.pt"), "--arch", "cnn-small", "--arch-norm", "none",
+                 *e]) == 0
+    assert main(["eval", str(ckpt / "m.safetensors"), *e]) == 0
+    out = capsys.readouterr().out
+    accs = [line.split("clean")[1] for line in out.splitlines() if "clean" in line]
+    assert accs[1] == accs[2]
+    assert main(["spatial", "--model-factory", "mynet.py:build", "--dataset", "npz",
+                 "--data-path", str(ckpt / "test.npz"), "--n", "4", "--quiet", "--runs-dir",
+                 "runs"]) == 0
+    capsys.readouterr()
+    for argv, want in ((["eval", str(ckpt / "plain.pt"), *e], "--arch"),
+                       (["eval", "--model-factory", "nope:x", *e], "cannot import"),
+                       (["eval", str(ckpt / "plain.pt"), "--arch", "cnn-small", *e],
+                        "does not match cnn-small")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert want in err and "Traceback" not in err

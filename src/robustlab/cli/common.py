@@ -47,3 +47,19 @@ def check_data_dir(path: str | None) -> None:
 
     if path and not Path(path).expanduser().is_dir():
         raise UserError(f"--data-dir {path}: no such folder")
+
+
+def add_model_source(p: argparse.ArgumentParser) -> None:
+    """Bring your own model: plain weights for a registry architecture, or a factory."""
+    p.add_argument("--arch", default="",
+                   help="the MODEL file is a plain state dict (.pt, read with weights_only, or "
+                        ".safetensors) of this registry architecture (`robustlab models list`); "
+                        "needs --dataset")
+    p.add_argument("--model-factory", default="", metavar="MODULE:FUNCTION",
+                   help="build the model by calling FUNCTION() from MODULE (importable, or a "
+                        ".py file); it must return an nn.Module taking images in [0, 1]; MODEL, "
+                        "if given, is a state dict loaded into it; needs --dataset")
+    p.add_argument("--arch-norm", default="bn", choices=("bn", "gn", "none"),
+                   help="with --arch: the network's normalisation layers (default bn)")
+    p.add_argument("--num-classes", type=int, default=0,
+                   help="with --arch: number of outputs (default: the dataset's classes)")

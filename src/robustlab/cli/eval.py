@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UserError
-from .common import add_runs_dir, check_data_dir
+from .common import add_model_source, add_runs_dir, check_data_dir
 
 VERSIONS = ("standard", "fast", "plus", "rand", "custom")
 
@@ -16,7 +16,9 @@ def register(sub) -> None:
                     "runs on the points still robust; every adversarial example is re-checked. "
                     "Writes a run folder with results.json and report.html. Can be split over "
                     "processes with `torchrun --nproc-per-node N -m robustlab eval ...`.")
-    p.add_argument("model", nargs="?", help="checkpoint file or run folder")
+    p.add_argument("model", nargs="?", help="checkpoint file or run folder (or, with --arch / "
+                   "--model-factory, your own weights)")
+    add_model_source(p)
     p.add_argument("--weights", default="model", choices=("model", "best", "ema"),
                    help="which weights of a run folder (default: model, the final weights)")
     p.add_argument("--dataset", default="",
@@ -70,7 +72,7 @@ def cmd_eval(args) -> int:
         spec, path = resume_spec(args.resume, args.runs_dir)
         run = eval_experiment(spec, resume=str(path), device=args.device, quiet=quiet)
     else:
-        if not args.model:
+        if not args.model and not args.model_factory:
             raise UserError("a checkpoint or run folder is required (or --resume RUN)")
         check_data_dir(args.data_dir)
         n_given = args.n is not None
@@ -92,7 +94,9 @@ def cmd_eval(args) -> int:
                         eps=list(args.eps), version=args.version, attacks=attacks,
                         batch_size=args.batch_size, seed=args.seed, bn=args.bn,
                         save_adv=args.save_adv, masking=not args.no_masking_checks,
-                        n_probe=args.n_probe, name=args.name)
+                        n_probe=args.n_probe, name=args.name, arch=args.arch,
+                        model_factory=args.model_factory, num_classes=args.num_classes,
+                        arch_norm=args.arch_norm)
         run = eval_experiment(spec, runs_dir=args.runs_dir or "runs", device=args.device,
                               quiet=quiet)
     if run is None:

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"robustlab {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head and the like: not an error of ours
+        return 0
     except KeyboardInterrupt:
         print(f"robustlab {args.command}: interrupted; finished work is saved and the run "
               "can be resumed", file=sys.stderr)

@@ -4,7 +4,7 @@ vote (Engstrom et al., "Exploring the Landscape of Spatial Robustness", ICML 201
 from __future__ import annotations
 
 from ..errors import UserError
-from .common import add_runs_dir, check_data_dir
+from .common import add_model_source, add_runs_dir, check_data_dir
 
 
 def register(sub) -> None:
@@ -19,7 +19,10 @@ def register(sub) -> None:
                     "and for majority-vote inference over --vote-k random transforms (the "
                     "vote is attacked as a whole). Writes a run folder with results.json and "
                     "report.html.")
-    p.add_argument("model", help="checkpoint file or run folder")
+    p.add_argument("model", nargs="?", default="",
+                   help="checkpoint file or run folder (or, with --arch / --model-factory, your "
+                        "own weights)")
+    add_model_source(p)
     p.add_argument("--dataset", default="",
                    help="dataset name (default: the one the run folder was trained on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"),
@@ -90,7 +93,9 @@ def cmd_spatial(args) -> int:
                              seed=args.seed, quiet=args.quiet, data_dir=args.data_dir,
                              data_path=args.data_path, batch_size=args.batch_size,
                              device=args.device, weights=args.weights,
-                             grid=(args.grid_trans, args.grid_rot))
+                             grid=(args.grid_trans, args.grid_rot), arch=args.arch,
+                             model_factory=args.model_factory, num_classes=args.num_classes,
+                             arch_norm=args.arch_norm)
     r = run.read_results()
     print(f"run folder: {run.path}")
     print(f"  {threat.describe()} on {r['n_examples']} examples "

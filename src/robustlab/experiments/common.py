@@ -112,3 +112,39 @@ def check_fits(model: torch.nn.Module, shape: tuple, num_classes: int, what: str
     if out.ndim != 2 or out.shape[1] < num_classes:
         raise UserError(f"the model outputs shape {tuple(out.shape)} for one image, but {what} "
                         f"has {num_classes} classes: expected (1, {num_classes}) logits")
+
+
+def load_any_model(ref: str, *, which: str = "model", device="cpu", arch: str = "",
+                   factory: str = "", data_spec=None, num_classes: int = 0,
+                   norm: str = "bn") -> torch.nn.Module:
+    """The model to evaluate: a robustlab checkpoint or run folder; with ``arch``, a plain state
+    dict (.pt or .safetensors) for that registry architecture, shaped for ``data_spec``; with
+    ``factory`` (``module:function``), whatever nn.Module it returns, ``ref`` then optional
+    weights loaded into it."""
+    from .. import models
+    from ..models import external
+
+    if arch and factory:
+        raise UserError("give --arch or --model-factory, not both")
+    if factory:
+        model = external.from_factory(factory, device=device)
+        if ref:
+            from ..models.robustbench import load_strict
+
+            load_strict(model, {k: v.to(device) for k, v in external.read_weights(ref).items()},
+                        ref, factory)
+        return model.eval()
+    if arch:
+        if not ref:
+            raise UserError(f"--arch {arch}: give the weights file too")
+        s = data_spec
+        return external.from_state_dict(
+            ref, arch, num_classes=num_classes or s.num_classes, in_channels=s.in_channels,
+            image_size=s.image_size, mean=s.mean, std=s.std, norm=norm, dataset=s.name,
+            device=device)
+    if not ref:
+        raise UserError("a checkpoint or run folder is required")
+    if str(ref).endswith(".pt"):
+        raise UserError(f"{ref}: a plain state dict does not say its architecture; add --arch "
+                        "NAME (see `robustlab models list`) or --model-factory module:function")
+    return models.load_model(ref, which=which, device=str(device))

@@ -22,7 +22,7 @@ from ..evaluation.evaluate import EvalState, evaluate, summarise
 from ..io import atomic_write, atomic_write_json
 from ..runs import Run
 from ..threat import LpThreat
-from .common import check_fits, resolve_device
+from .common import check_fits, load_any_model, resolve_device
 
 
 @dataclass
@@ -48,12 +48,24 @@ class EvalSpec:
     masking: bool = True
     n_probe: int = 200
     name: str = "eval"
+    arch: str = ""           # bring your own model: a registry architecture for plain weights
+    model_factory: str = ""  # ... or module:function returning an nn.Module on [0, 1]
+    num_classes: int = 0     # with arch: outputs (0: the dataset's classes)
+    arch_norm: str = "bn"    # with arch: its normalisation layers
 
 
 def _load_model(spec: EvalSpec, device):
-    from .. import models
+    from .. import data
 
-    model = models.load_model(spec.model, which=spec.weights, device=str(device))
+    dspec = None
+    if spec.arch:
+        name, _, path = _dataset_of(spec)
+        dspec = data.get_spec(name)
+        if dspec.format == "npz":
+            dspec = data.load("npz", "test", path=path or None).spec
+    model = load_any_model(spec.model, which=spec.weights, device=device, arch=spec.arch,
+                           factory=spec.model_factory, data_spec=dspec,
+                           num_classes=spec.num_classes, norm=spec.arch_norm)
     if getattr(model, "config", {}).get("norm") == "mixbn":
         from ..training.trainer import _Routed
 
@@ -65,6 +77,8 @@ def _dataset_of(spec: EvalSpec) -> tuple[str, str, str]:
     """(name, data_dir, npz path) to evaluate on: given, or what the run folder trained on."""
     if spec.dataset:
         return spec.dataset, spec.data_dir, spec.data_path
+    if spec.arch or spec.model_factory:
+        raise UserError("say which dataset your model is for with --dataset")
     cfg_path = Path(spec.model) / "config.toml"
     if cfg_path.is_file():
         from ..config import load_config

@@ -25,7 +25,7 @@ from ..errors import UserError
 from ..runs import Run
 from ..spatial import GridAttack, GridLinf, MajorityVote, RandomSpatial, SpatialThreat
 from ..spatial.transform import affine_many
-from .common import resolve_device
+from .common import check_fits, resolve_device
 
 ATTACK_ORDER = ("natural", "random", "worst-of-10", "grid")
 
@@ -110,7 +110,9 @@ def spatial_experiment(model_path: str, dataset: str = "", split: str = "test", 
                        runs_dir: str = "runs", seed: int = 0, quiet: bool | None = None,
                        data_dir: str = "", data_path: str = "", batch_size: int = 500,
                        device: str = "auto", weights: str = "model",
-                       grid: tuple[int, int] = (5, 31)) -> Run:
+                       grid: tuple[int, int] = (5, 31), arch: str = "",
+                       model_factory: str = "", num_classes: int = 0,
+                       arch_norm: str = "bn") -> Run:
     """Evaluate ``model_path`` (a run folder or .safetensors file) under ``threat`` (default:
     the paper's ±30°, ±3 px) and write a run folder with results.json and report.html.
     ``grid`` is (translations per axis, rotations) of the grid attack and the heatmap; the
@@ -125,10 +127,13 @@ def spatial_experiment(model_path: str, dataset: str = "", split: str = "test", 
         raise UserError(f"spatial: vote_k must be >= 1, got {vote_k}")
     dev = resolve_device(device)
     spec = EvalSpec(model=model_path, weights=weights, dataset=dataset, data_dir=data_dir,
-                    data_path=data_path, split=split, n=n)
+                    data_path=data_path, split=split, n=n, arch=arch,
+                    model_factory=model_factory, num_classes=num_classes,
+                    arch_norm=arch_norm)
     # 775 forward passes per image: the faster convolution layout pays off.
     model = adopt_channels_last(_load_model(spec, dev), dev)
-    name, x, y, dspec = _data(spec)
+    name, x, y, dspec = _data(spec, model)
+    check_fits(model, tuple(x.shape[1:]), dspec.num_classes, f"dataset {name}")
     threat.validate_images(x)
     x, y = x.to(dev), y.to(dev)
     vote = MajorityVote(model, threat, k=vote_k, seed=seed)

@@ -153,7 +153,10 @@ class ModelEntry:
     which: str = opt("model", choices=("model", "best", "ema"), doc="weights of a run folder")
     checkpoint: str = opt("", doc="a robustlab .safetensors checkpoint")
     arch: str = opt("", doc="a registry architecture, with weights")
-    weights: str = opt("", doc="plain safetensors weights for arch")
+    weights: str = opt("", doc="plain weights for arch (or factory): .safetensors, or a .pt "
+                       "state dict read with weights_only")
+    factory: str = opt("", doc="module:function returning an nn.Module on [0, 1] (bring your "
+                       "own model; weights optional)")
     width: int = opt(0, lo=0, doc="arch: base width (0: the architecture's own)")
     norm: str = opt("bn", choices=("bn", "gn", "none"), doc="arch: normalisation layers")
     family: str = opt("", doc="architecture family (default: from the architecture name)")
@@ -224,11 +227,11 @@ def load_zoo(path: str | Path, overrides: list[str] | None = None) -> ZooSpec:
         if not e.name:
             raise ConfigError(f"{where}.name: every model needs a name")
         where = f"{src}: models[{i}] ({e.name})"
-        given = [k for k in ("run", "checkpoint", "arch") if getattr(e, k)]
+        given = [k for k in ("run", "checkpoint", "arch", "factory") if getattr(e, k)]
         if len(given) != 1:
-            raise ConfigError(f"{where}: give exactly one of run, checkpoint or arch + weights "
-                              f"(got {', '.join(given) or 'none'})")
-        if bool(e.arch) != bool(e.weights):
+            raise ConfigError(f"{where}: give exactly one of run, checkpoint, arch + weights or "
+                              f"factory (got {', '.join(given) or 'none'})")
+        if not e.factory and bool(e.arch) != bool(e.weights):
             raise ConfigError(f"{where}: arch and weights go together")
         if e.run:
             found = _find_run(e.run, base)
@@ -299,16 +302,20 @@ def _load_entry(e: ModelEntry, spec, device: torch.device) -> nn.Module:
 
             model = _Routed(model, "clean")
         return model.eval()
-    from safetensors.torch import load_file
+    from ..models.external import read_weights
+    from ..models.robustbench import load_strict
 
+    if e.factory:
+        from .common import load_any_model
+
+        return load_any_model(e.weights, factory=e.factory, device=device)
     model = models.create(e.arch, num_classes=spec.num_classes, in_channels=spec.in_channels,
                           norm=e.norm, mean=spec.mean, std=spec.std,
                           image_size=spec.image_size, width=e.width or None)
-    try:
-        model.load_state_dict(load_file(e.weights), strict=True)
-    except Exception as err:
-        raise UserError(f"{e.weights}: weights do not fit {e.arch} "
-                        f"({str(err).splitlines()[0]})") from None
+    state = read_weights(e.weights)
+    # The whole robustlab model's state dict, or the bare network's.
+    target = model if any(k.startswith("net.") for k in state) else model.net
+    load_strict(target, state, e.weights, e.arch)
     return model.to(device).eval()
 
 
