@@ -100,6 +100,17 @@ class TrainSection:
     gamma: float = opt(0.1, lo=0.0)
     label_smoothing: float = opt(0.0, lo=0.0, hi=1.0)
     ema_decay: float = opt(0.0, lo=0.0, hi=1.0, doc="0: no EMA of weights")
+    ema_warmup: float = opt(0.0, lo=0.0, hi=1.0, doc="share of the steps during which the EMA "
+                            "copies the weights (Gowal et al. 2020)")
+    ema_dynamic: bool = opt(False, doc="EMA decay min(ema_decay, (1 + t) / (10 + t))")
+    ema_bn: str = opt("average", choices=("average", "copy"),
+                      doc="EMA batch-norm statistics: averaged, or copied from the model")
+    awp_gamma: float = opt(-1.0, lo=-1.0, doc="*-awp: weight perturbation size (-1: 0.01 for "
+                           "pgd-at-awp, 0.005 for trades-awp, Wu et al. 2020)")
+    awp_warmup: float = opt(-1.0, lo=-1.0, doc="*-awp: epochs before perturbing (-1: 0 for "
+                            "pgd-at-awp, 10% of the epochs for trades-awp)")
+    free_replays: int = opt(8, lo=1, doc="free: replays m of each batch; epochs are divided "
+                            "by m (Shafahi et al. 2019)")
     grad_clip: float = opt(0.0, lo=0.0, doc="max gradient norm (0: off)")
     clean_fraction: float = opt(0.0, lo=0.0, hi=1.0,
                                 doc="pgd-at: share of clean examples in each batch")

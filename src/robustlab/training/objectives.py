@@ -98,6 +98,11 @@ class Objective:
     doc: str = ""
     # The adversary also takes ``spatial=`` (the config's [spatial] section; defaults if None).
     uses_spatial: bool = False
+    # Adversarial weight perturbation around this loss ("at" or "trades"; training/awp.py).
+    awp: str | None = None
+    # Free adversarial training: the trainer replays each batch (training/free.py); the loss
+    # function is then CE on clip(x + delta), computed there.
+    free: bool = False
 
 
 def _fgsm_rs(threat: LpThreat, attack_cfg, train_cfg):
@@ -262,6 +267,42 @@ OBJECTIVES: dict[str, Objective] = {
                              "worst-of-k transform, then linf PGD on top (Engstrom et al., "
                              "2019)", uses_spatial=True),
 }
+
+
+def _mart_adversary(threat: LpThreat, attack_cfg, train_cfg):
+    from .mart import make_adversary
+
+    return make_adversary(threat, attack_cfg, train_cfg)
+
+
+def _mart_loss(model, x, x_adv, y, **kw):
+    from .mart import mart_loss
+
+    return mart_loss(model, x, x_adv, y, **kw)
+
+
+def _awp_pgd(threat: LpThreat, attack_cfg, train_cfg):
+    from ..attacks.pgd import PGD
+
+    # Wu et al.'s AT_AWP: PGD-10, step 2/255 at eps 8/255 (eps / 4), random start.
+    step = attack_cfg.step_size or threat.eps / 4
+    return PGD(threat, steps=attack_cfg.steps, step_size=step, restarts=attack_cfg.restarts,
+               random_start=True, early_stop=False)
+
+
+OBJECTIVES.update({
+    "mart": Objective("mart", _mart_loss, _mart_adversary,
+                      "misclassification-aware AT, boosted CE + weighted KL (Wang et al., 2020)"),
+    "free": Objective("free", adversarial_ce_loss, None,
+                      "free AT: each batch replayed m times, one backward for weights and "
+                      "perturbation (Shafahi et al., 2019)", free=True),
+    "pgd-at-awp": Objective("pgd-at-awp", adversarial_ce_loss, _awp_pgd,
+                            "PGD-AT with adversarial weight perturbation (Wu et al., 2020)",
+                            awp="at"),
+    "trades-awp": Objective("trades-awp", trades_loss, _trades_kl,
+                            "TRADES with adversarial weight perturbation (Wu et al., 2020)",
+                            awp="trades"),
+})
 
 
 def get_objective(name: str) -> Objective:

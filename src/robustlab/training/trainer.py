@@ -8,6 +8,7 @@ run on CPU ends with the same weights, bit for bit, as an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -109,12 +110,35 @@ class Trainer:
             self.train_model = torch.compile(self.train_model)
         self._seed_rank(0)
         self.optimizer = make_optimizer(model, self.tc)
-        self.ema = ModelEMA(model, self.tc.ema_decay) if self.tc.ema_decay > 0 else None
         self.state = TrainState()
         self._last_val: dict = {}
         self._epoch_passes = PassCount()
-        self.steps_per_epoch = self._steps_per_epoch()
-        self.total_steps = self.steps_per_epoch * self.tc.epochs
+        # Free AT replays every batch m times, one optimiser step each, over epochs / m passes.
+        self.free = None
+        self.replays, self.epochs = 1, self.tc.epochs
+        if self.objective.free:
+            from .free import FreePerturbation
+
+            self.free = FreePerturbation(self.threat, self.tc.free_replays,
+                                         self.tc.attack.step_size or None)
+            self.replays = self.free.replays
+            self.epochs = math.ceil(self.tc.epochs / self.replays)
+        self.steps_per_epoch = self._steps_per_epoch()  # batches per pass over the data
+        self.total_steps = self.steps_per_epoch * self.replays * self.epochs
+        self.ema = None
+        if self.tc.ema_decay > 0:
+            self.ema = ModelEMA(model, self.tc.ema_decay, dynamic=self.tc.ema_dynamic,
+                                warmup_steps=round(self.tc.ema_warmup * self.total_steps),
+                                bn=self.tc.ema_bn)
+        self.awp = None
+        if self.objective.awp is not None:
+            from .awp import AWP, GAMMA, WARMUP_SHARE
+
+            kind = self.objective.awp
+            gamma = GAMMA[kind] if self.tc.awp_gamma < 0 else self.tc.awp_gamma
+            self.awp = AWP(model, kind, gamma, beta=self.tc.beta)
+            self.awp_warmup = (WARMUP_SHARE[kind] * self.tc.epochs if self.tc.awp_warmup < 0
+                               else self.tc.awp_warmup)
 
     def _seed_rank(self, step: int) -> None:
         """Under DDP every rank starts from rank 0's RNG state (the seed, or a checkpoint that
@@ -157,12 +181,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def _lr(self, step: int) -> float:
-        spe = self.steps_per_epoch
+        spe = self.steps_per_epoch * self.replays  # optimiser steps per pass over the data
         return lr_at(step, total_steps=self.total_steps, base_lr=self.tc.lr,
                      schedule=self.tc.schedule, warmup_steps=round(self.tc.warmup_epochs * spe),
                      milestones=[round(m * spe) for m in self.tc.milestones], gamma=self.tc.gamma)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        if self.free is not None:
+            return self._free_step(x, y)
         lr = self._lr(self.state.step)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
@@ -174,6 +200,11 @@ class Trainer:
                 # With mixture BN the adversary attacks through the adversarial BN set.
                 target = _Routed(self.model, "adv") if self.mixbn else self.model
                 x_adv = self.adversary(target, x, y).x_adv
+            awp_diff = None
+            if self.awp is not None and self.state.epoch >= self.awp_warmup:
+                # Wu et al.: the loss and its gradient at w + v, the update applied to w.
+                awp_diff = self.awp.compute(self.model, x, x_adv, y)
+                self.awp.add(self.model, awp_diff, 1.0)
             with self._autocast():
                 loss, logits = self.objective.loss(
                     self.train_model, x, x_adv, y, label_smoothing=self.tc.label_smoothing,
@@ -183,9 +214,36 @@ class Trainer:
         if self.tc.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
         self.optimizer.step()
+        if awp_diff is not None:
+            self.awp.add(self.model, awp_diff, -1.0)
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.state.step)
         self.state.step += 1
+        acc = (logits.argmax(1) == y).float().mean()
+        return float(loss.detach()), float(acc)
+
+    def _free_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Free AT (Shafahi et al., 2019): m replays of one batch, each one forward and one
+        backward pass updating the weights (an optimiser step) and the persistent δ."""
+        self.model.train()
+        counter = self.state.passes if self.world == 1 else self._epoch_passes
+        for _ in range(self.replays):
+            lr = self._lr(self.state.step)
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr
+            with count_passes(self.model, counter):
+                with self._autocast():
+                    loss, logits, d = self.free.loss(self.train_model, x, y,
+                                                     self.tc.label_smoothing)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            self.free.step(d)
+            if self.tc.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update(self.model, self.state.step)
+            self.state.step += 1
         acc = (logits.argmax(1) == y).float().mean()
         return float(loss.detach()), float(acc)
 
@@ -266,6 +324,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng_cpu": torch.get_rng_state(),
         }
+        if self.free is not None and self.free.state() is not None:
+            state["free_delta"] = self.free.state()
         if torch.cuda.is_available():
             state["rng_cuda"] = torch.cuda.get_rng_state_all()
         save_checkpoint(self.run.path, self.model.state_dict(), state,
@@ -277,6 +337,8 @@ class Trainer:
         if self.ema is not None and ema_state is not None:
             self.ema.load_state_dict(ema_state)
         self.optimizer.load_state_dict(st["optimizer"])
+        if self.free is not None:
+            self.free.load(st.get("free_delta"), self.device)
         torch.set_rng_state(st["rng_cpu"].cpu())
         if "rng_cuda" in st and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([t.cpu() for t in st["rng_cuda"]])
@@ -297,13 +359,13 @@ class Trainer:
     def fit(self) -> TrainState:
         tc, s = self.tc, self.state
         ckpt_every = tc.checkpoint_every
-        while s.epoch < tc.epochs:
+        while s.epoch < self.epochs:
             epoch = s.epoch
             t0 = time.time()
             loss_sum = acc_sum = 0.0
             seen = 0
             batches = list(self._epoch_batches(epoch))
-            with progress_bar(f"epoch {epoch + 1}/{tc.epochs}", total=len(batches), unit="batch",
+            with progress_bar(f"epoch {epoch + 1}/{self.epochs}", total=len(batches), unit="batch",
                               quiet=self.quiet) as bar:
                 bar.advance(s.batch)
                 for real_idx, extra_idx in batches[s.batch:]:
@@ -334,7 +396,7 @@ class Trainer:
                       "train_accuracy": acc_sum / max(1, seen),
                       "throughput": seen / max(train_time, 1e-9),
                       "train_flops": s.passes.flops(self.forward_flops), **s.passes.as_dict()}
-            if s.epoch % tc.val_every == 0 or s.epoch == tc.epochs:
+            if s.epoch % tc.val_every == 0 or s.epoch == self.epochs:
                 record.update(self.validate())
                 prev = self._last_val
                 if (self.tc.objective in ("fgsm-rs", "n-fgsm") and prev
