@@ -234,3 +234,36 @@ def test_bring_your_own_model(ckpt, tmp_path, capsys, monkeypatch):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert want in err and "Traceback" not in err
+
+
+def test_evaluation_progress_moves_within_a_batch(ckpt, capsys, monkeypatch):
+    from robustlab.attacks.apgd import APGD
+    from robustlab.evaluation import evaluate
+    from robustlab.threat import LpThreat
+
+    monkeypatch.setenv("ROBUSTLAB_PROGRESS_INTERVAL", "0.05")
+    m = models.load_model(ckpt / "m.safetensors")
+    x = torch.rand(16, 1, 28, 28)
+    y = m(x).argmax(1)  # all clean-correct: every example is attacked
+    threat = LpThreat("linf", 1e-4)  # too small to break anything: the batch runs every step
+    evaluate(m, x, y, threat, [APGD(threat, steps=150)], batch_size=16, quiet=False)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("apgd")]
+    done = [float(ln.split()[1].split("/")[0]) for ln in lines]
+    assert any(0 < d < 16 for d in done), lines  # moved before the only batch ended
+    assert all("img/s" in ln for ln, d in zip(lines, done) if d > 0)
+    assert done[-1] == 16
+
+
+def test_rate_after_resume_counts_only_this_sessions_work(capsys, monkeypatch):
+    import time
+
+    from robustlab.progress import progress_bar
+
+    monkeypatch.setenv("ROBUSTLAB_PROGRESS_INTERVAL", "100")
+    with progress_bar("apgd", total=100, unit="img", quiet=False, start=90) as bar:
+        time.sleep(0.25)
+        bar.set_completed(91)
+    (line,) = capsys.readouterr().err.splitlines()
+    rate = float(line.split()[2])
+    assert 1 < rate < 8, line  # 1 image in 0.25 s, not 91
+    assert "ETA 0:00:0" in line

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -141,6 +142,69 @@ def summarise(state: EvalState, attacks: Sequence, threat: LpThreat) -> EvalResu
         robust_mask=robust.cpu(), x_adv=state.x_adv)
 
 
+def expected_passes(attack) -> float | None:
+    """Forward passes per example an attack will make, from its settings, before any batch has
+    run: iterations × restarts (+1 for the start), or its query budget. None when it does not
+    say; the bar then learns the cost from the first batch."""
+    for key in ("n_queries", "queries"):
+        v = getattr(attack, key, None)
+        if isinstance(v, int) and v > 0:
+            return float(v)
+    steps = getattr(attack, "steps", None) or getattr(attack, "n_iter", None)
+    if isinstance(steps, int) and steps > 0:
+        restarts = getattr(attack, "restarts", None) or getattr(attack, "n_restarts", 1) or 1
+        targets = getattr(attack, "n_target_classes", None) or 1
+        return float((steps + 1) * int(restarts) * int(targets))
+    return None
+
+
+class _WithinBatch:
+    """Moves the bar while an attack works on a batch: a forward hook counts the examples the
+    model has seen since the batch began (``passes``) against the passes expected for it —
+    measured on this stage's finished batches once there are some, else from the attack's
+    settings — and sets the bar to that fraction of the batch (at most 99% until it ends)."""
+
+    def __init__(self, passes: PassCount, bar, attack):
+        self.passes, self.bar = passes, bar
+        self.per_example = expected_passes(attack)
+        self.done_examples = 0
+        self.done_forward = 0
+        self.active = False
+        self.last = 0.0
+
+    def begin(self, position: int, size: int) -> None:
+        self.position, self.size = position, size
+        self.f0 = self.passes.forward
+        self.active = True
+
+    def end(self) -> None:
+        self.active = False
+        self.done_examples += self.size
+        self.done_forward += self.passes.forward - self.f0
+
+    def on_forward(self, *args) -> None:
+        now = time.monotonic()
+        if not self.active or now - self.last < 0.2:
+            return
+        self.last = now
+        per = (self.done_forward / self.done_examples) if self.done_examples else \
+            self.per_example
+        if not per:
+            return
+        frac = min(0.99, (self.passes.forward - self.f0) / (per * self.size))
+        self.bar.set_completed(self.position + frac * self.size)
+
+
+@contextmanager
+def _within_batch(model: nn.Module, passes: PassCount, bar, attack):
+    inner = _WithinBatch(passes, bar, attack)
+    handle = model.register_forward_hook(lambda *a: inner.on_forward())
+    try:
+        yield inner
+    finally:
+        handle.remove()
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: LpThreat,
              attacks: Sequence[Attack], *, batch_size: int = 0, keep_adv: bool = False,
              seed: int = 0, state: EvalState | None = None,
@@ -199,14 +263,17 @@ def _evaluate(model, x, y, threat, attacks, *, device, batch_size, keep_adv, see
             todo = ((state.broken_by == ROBUST) | (state.broken_by == k)).nonzero().flatten()
             while len(state.stage_seconds) <= k:
                 state.stage_seconds.append(0.0)
-            with progress_bar(name, total=len(todo), unit="img", quiet=quiet) as bar:
-                bar.advance(state.position)
+            with progress_bar(name, total=len(todo), unit="img", quiet=quiet,
+                              start=state.position) as bar, \
+                    _within_batch(model, passes, bar, attack) as inner:
                 while state.position < len(todo):
                     t_unit = time.time()
                     b = todo[state.position:state.position + batch_size]
                     bd = b.to(device)
                     torch.manual_seed(_unit_seed(seed, k, state.position))
+                    inner.begin(state.position, len(b))
                     res = attack(model, x[bd], y[bd])
+                    inner.end()
                     threat.check(res.x_adv, x[bd], source=name)
                     with torch.no_grad(), model_mode(model, False):
                         fooled = (model(res.x_adv).argmax(1) != y[bd]).cpu()
@@ -216,7 +283,7 @@ def _evaluate(model, x, y, threat, attacks, *, device, batch_size, keep_adv, see
                     state.position += len(b)
                     state.stage_seconds[k] += time.time() - t_unit
                     robust_now = int((state.broken_by == ROBUST).sum())
-                    bar.advance(len(b), info=f"robust {robust_now}/{n}")
+                    bar.set_completed(state.position, info=f"robust {robust_now}/{n}")
                     sync()
                     if on_unit:
                         on_unit(state)
