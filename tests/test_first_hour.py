@@ -267,3 +267,26 @@ def test_rate_after_resume_counts_only_this_sessions_work(capsys, monkeypatch):
     rate = float(line.split()[2])
     assert 1 < rate < 8, line  # 1 image in 0.25 s, not 91
     assert "ETA 0:00:0" in line
+
+
+def test_quickstart_report_reads_like_a_report(tmp_path):
+    from helpers import tiny_config
+
+    from robustlab.runs import Run
+
+    cfg = tiny_config(tmp_path, train={"epochs": 2}, eval={"n": 32, "attack": {"eps": 0.3}})
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    (path,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    html = (path / "report.html").read_text()
+    r = Run.open(path).read_results()
+    assert r["robust_accuracy"] < 1  # something broken to show
+    assert "attack broke" in html and "perturbation" in html
+    assert f"{100 * r['clean_accuracy']:.2f}%" in html
+    assert "FLOP" in html and str(r["train_flops"]) not in html
+    assert "logsumexp" in html and "val loss" in html
+    import re
+
+    heads = re.findall(r"<h2>(.*?)</h2>", html)
+    assert len(heads) == len(set(heads))  # no section twice
+    assert "All results" not in html and "<th></th>" not in html
+    assert "val_loss" in Run.open(path).metrics()[-1]

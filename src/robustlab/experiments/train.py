@@ -178,14 +178,17 @@ def _evaluate_test(cfg: Config, run: Run, model, data, device, quiet) -> tuple[d
                     "eval_passes": res.passes})
         if route is not None:
             out["eval_bn"] = route
-        # A few examples for the report's clean-versus-adversarial grid.
-        k = min(16, n)
+        # Examples for the report's grid: those the attack broke, which are the ones worth
+        # looking at; the first images only when it broke none.
+        broken = [i for i, b in enumerate(res.broken_by) if b not in (None, "clean")][:10]
+        idx = torch.tensor(broken or list(range(min(10, n))), dtype=torch.long)
         with torch.no_grad():
             target.eval()
-            xa = res.x_adv[:k].to(device)
-            preview = {"x": x[:k].cpu().numpy(), "x_adv": xa.cpu().numpy(),
-                       "y": y[:k].cpu().numpy(), "pred": target(x[:k]).argmax(1).cpu().numpy(),
-                       "pred_adv": target(xa).argmax(1).cpu().numpy()}
+            xc, xa = x[idx.to(device)], res.x_adv[idx].to(device)
+            preview = {"x": xc.cpu().numpy(), "x_adv": xa.cpu().numpy(),
+                       "y": y[idx.to(device)].cpu().numpy(),
+                       "pred": target(xc).argmax(1).cpu().numpy(),
+                       "pred_adv": target(xa).argmax(1).cpu().numpy(), "broken": bool(broken)}
     return out, preview
 
 
@@ -207,45 +210,61 @@ def _describe(name: str, sec) -> str:
 def _write_report(cfg: Config, run: Run, results: dict, preview: dict | None) -> None:
     from .. import data
     from ..report import figures
-    from ..report.html import img, kv_table, page, table
+    from ..report.html import human, img, kv_rows, page, table
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.2f}%"
 
     sections = []
-    headline = [(k, results[k]) for k in ("clean_accuracy", "robust_accuracy", "n_examples",
-                                          "attack", "train_flops", "train_wall_seconds",
-                                          "best_epoch", "best_val_robust_accuracy",
-                                          "params", "inference_flops_per_example")
-                if k in results]
+    shown = {"clean_accuracy": ("test clean accuracy", pct),
+             "robust_accuracy": ("test robust accuracy", pct),
+             "n_examples": ("test examples", str), "attack": ("attacks", str),
+             "train_flops": ("training compute", lambda v: human(float(v), "FLOP")),
+             "train_wall_seconds": ("training time", lambda v: f"{v:.1f} s"),
+             "best_epoch": ("best epoch (validation robust accuracy)", str),
+             "best_val_robust_accuracy": ("best validation robust accuracy", pct),
+             "params": ("parameters", lambda v: human(float(v))),
+             "inference_flops_per_example": ("inference compute per image",
+                                             lambda v: human(float(v), "FLOP"))}
+    headline = [(label, f(results[k])) for k, (label, f) in shown.items() if k in results]
     if "threat" in results:
         t = results["threat"]
-        headline.insert(3, ("threat", f"{t['norm']} eps={t['eps']:g}"))
-    sections.append(("Summary", table(["metric", "value"], headline)))
+        headline.insert(3, ("threat model", f"{t['norm']} eps={t['eps']:g}"))
+    sections.append(("Summary", kv_rows(headline)))
     metrics = run.metrics()
     curves = figures.training_curves(metrics)
     if curves:
         sections.append(("Training curves", img(curves, "training curves")))
-        rows = [(m["epoch"], m.get("train_loss"), m.get("train_accuracy"),
-                 m.get("val_clean_accuracy"), m.get("val_robust_accuracy"),
-                 m.get("val_delta_energy"), m.get("lr"), m.get("throughput"))
+        rows = [(int(m["epoch"]), m.get("train_loss"), pct(m.get("train_accuracy")),
+                 m.get("val_loss"), pct(m.get("val_clean_accuracy")),
+                 pct(m.get("val_robust_accuracy")), m.get("val_delta_energy"), m.get("lr"),
+                 m.get("throughput"))
                 for m in metrics if "epoch" in m]
-        sections.append(("Per epoch", table(["epoch", "train loss", "train acc", "val clean",
-                                             "val robust", "val ΔE", "lr", "img/s"], rows)))
+        sections.append(("Per epoch", table(["epoch", "train loss", "train acc", "val loss",
+                                             "val clean", "val robust", "val ΔE", "lr",
+                                             "img/s"], rows)
+                         + "<p>E(x) = -logsumexp f(x), the energy the classifier assigns an "
+                           "input (Mirza et al., ECCV 2024); ΔE is its mean on adversarial "
+                           "minus natural validation images.</p>"))
     if results.get("eval_stages"):
         st = results["eval_stages"]
         sections.append(("Robust accuracy after each attack", table(
             ["attack", "robust accuracy", "broken", "seconds"],
-            [(s["attack"], s["robust_accuracy"], s["broken"], s["seconds"]) for s in st])))
+            [(s["attack"], pct(s["robust_accuracy"]), s["broken"], f"{s['seconds']:.1f}")
+             for s in st])))
     if preview is not None:
         classes = data.get_spec(cfg.data.name).classes
         png = figures.adversarial_grid(preview["x"], preview["x_adv"], preview["y"],
                                        preview["pred"], preview["pred_adv"], classes, n=10)
+        what = ("test images the evaluation attack broke" if preview.get("broken") else
+                "the first test images (the attack broke none)")
         sections.append(("Clean versus adversarial examples",
-                         "<p>Top: clean test images with the model's prediction; bottom: the "
-                         "adversarial example found by the evaluation attack (red: wrong). "
-                         "Examples the attack did not break are shown unchanged.</p>"
+                         f"<p>{what}: the clean image with the model's prediction, the "
+                         "adversarial example with its prediction (red: wrong), and the "
+                         "perturbation, amplified by the factor above it so that it fills the "
+                         "grey range (mid-grey: unchanged).</p>"
                          + img(png, "clean versus adversarial")))
     sections.append(("Config", f"<pre>{_escape(config_to_toml(cfg))}</pre>"))
-    sections.append(("All results", kv_table({k: v for k, v in results.items()
-                                              if not isinstance(v, (dict, list))})))
     run.write_report(page(f"robustlab run {run.run_id}", sections,
                           subtitle=f"{cfg.model.arch} on {cfg.data.name}, objective "
                                    f"{cfg.train.objective}"))

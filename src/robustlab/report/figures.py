@@ -25,22 +25,31 @@ def training_curves(metrics: list[dict]) -> bytes | None:
     if not rows:
         return None
     ep = [m["epoch"] for m in rows]
+    from matplotlib.ticker import MaxNLocator
 
     def series(key):
         return [m.get(key, np.nan) for m in rows]
 
-    panels = [("loss", [("train loss", "train_loss")]),
+    panels = [("loss", [("train loss", "train_loss"), ("val loss (clean)", "val_loss"),
+                        ("val loss (PGD)", "val_robust_loss")]),
               ("accuracy", [("train", "train_accuracy"), ("val clean", "val_clean_accuracy"),
                             ("val robust", "val_robust_accuracy")])]
     if any("val_energy_nat_mean" in m for m in rows):
-        panels.append(("energy", [("E(x) natural", "val_energy_nat_mean"),
+        # Mirza et al. (ECCV 2024): the energy a classifier gives an input.
+        panels.append(("energy E(x) = -logsumexp f(x)", [("E(x) natural", "val_energy_nat_mean"),
                                   ("E(x) adversarial", "val_energy_adv_mean"),
                                   ("ΔE", "val_delta_energy")]))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
     for ax, (title, lines) in zip(np.atleast_1d(axes), panels):
         for label, key in lines:
-            ax.plot(ep, series(key), marker="o", label=label)
+            if any(key in m for m in rows):
+                ax.plot(ep, series(key), marker="o", label=label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        if title == "accuracy":
+            ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        elif title.startswith("energy"):
+            ax.set_ylabel("mean E(x), validation")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -49,11 +58,13 @@ def training_curves(metrics: list[dict]) -> bytes | None:
 
 def adversarial_grid(x: np.ndarray, x_adv: np.ndarray, y: np.ndarray, pred: np.ndarray,
                      pred_adv: np.ndarray, classes: list[str] | None = None,
-                     n: int = 8) -> bytes:
-    """Two rows per column: the clean image with its prediction above the adversarial one with
-    its prediction; red titles mark wrong predictions."""
+                     n: int = 8, perturbation: bool = True) -> bytes:
+    """Per column: the clean image with its prediction, the adversarial one with its
+    prediction, and (``perturbation``) the difference amplified to fill the grey range, with
+    its factor; red titles mark wrong predictions."""
     n = min(n, len(x))
-    fig, axes = plt.subplots(2, n, figsize=(1.5 * n, 3.4), squeeze=False)
+    rows = 3 if perturbation else 2
+    fig, axes = plt.subplots(rows, n, figsize=(1.5 * max(n, 2), 1.7 * rows), squeeze=False)
 
     def name(k):
         return classes[k] if classes and k < len(classes) else str(k)
@@ -71,6 +82,17 @@ def adversarial_grid(x: np.ndarray, x_adv: np.ndarray, y: np.ndarray, pred: np.n
                     transform=axes[0, 0].transAxes)
     axes[1, 0].text(-0.2, 0.5, "adversarial", rotation=90, va="center", ha="right", fontsize=8,
                     transform=axes[1, 0].transAxes)
+    if perturbation:
+        for j in range(n):
+            d = np.transpose(x_adv[j] - x[j], (1, 2, 0)).mean(-1)
+            peak = float(np.abs(d).max())
+            gain = 0.5 / peak if peak > 0 else 1.0
+            ax = axes[2, j]
+            ax.imshow(0.5 + gain * d, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"x{gain:.0f}" if peak > 0 else "unchanged", fontsize=7)
+            ax.axis("off")
+        axes[2, 0].text(-0.2, 0.5, "perturbation", rotation=90, va="center", ha="right",
+                        fontsize=8, transform=axes[2, 0].transAxes)
     return fig_to_png(fig)
 
 
