@@ -219,3 +219,12 @@ def test_published_parameter_counts(name, params):
 def test_published_families_take_bn_only():
     with pytest.raises(UserError, match="batch norm only"):
         models.create("dm-wrn-28-10", norm="gn")
+
+
+def test_models_list_shows_published_families(capsys):
+    from robustlab.cli.main import main
+
+    assert main(["models", "list", "--names", "dm-wrn-28-10", "trades-wrn-34-10"]) == 0
+    out = capsys.readouterr().out
+    for form in ("dm-wrn-D-W-swish", "dm-preact-resnet-18", "trades-wrn-D-W", "36.48M"):
+        assert form in out

@@ -203,7 +203,8 @@ class Trainer:
             awp_diff = None
             if self.awp is not None and self.state.epoch >= self.awp_warmup:
                 # Wu et al.: the loss and its gradient at w + v, the update applied to w.
-                awp_diff = self.awp.compute(self.model, x, x_adv, y)
+                with count_passes(self.awp.proxy, counter):  # its passes cost FLOPs too
+                    awp_diff = self.awp.compute(self.model, x, x_adv, y)
                 self.awp.add(self.model, awp_diff, 1.0)
             with self._autocast():
                 loss, logits = self.objective.loss(
