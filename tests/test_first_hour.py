@@ -290,3 +290,14 @@ def test_quickstart_report_reads_like_a_report(tmp_path):
     assert len(heads) == len(set(heads))  # no section twice
     assert "All results" not in html and "<th></th>" not in html
     assert "val_loss" in Run.open(path).metrics()[-1]
+
+
+def test_threads_flag_sets_torch_threads(ckpt, tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert _eval(ckpt, tmp_path / "runs", "--threads", "1") == 0
+        assert torch.get_num_threads() == 1
+        assert _eval(ckpt, tmp_path / "runs", "--threads", "-2") == 2
+    finally:
+        torch.set_num_threads(before)

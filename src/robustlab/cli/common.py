@@ -19,6 +19,25 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="look for (and download) datasets here first")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads(p)
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (default 0: torch's own, one per core; on a "
+                        "machine shared with other jobs, 1 per process is often fastest)")
+
+
+def apply_threads(args) -> None:
+    from ..errors import UserError
+
+    n = getattr(args, "threads", 0) or 0
+    if n < 0:
+        raise UserError(f"--threads must be >= 1 (0: torch's default), got {n}")
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
 
 
 def console():

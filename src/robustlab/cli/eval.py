@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UserError
-from .common import add_model_source, add_runs_dir, check_data_dir
+from .common import add_model_source, add_runs_dir, add_threads, check_data_dir
 
 VERSIONS = ("standard", "fast", "plus", "rand", "custom")
 
@@ -60,6 +60,7 @@ def register(sub) -> None:
     p.add_argument("--data-dir", default="", help="look for datasets here first")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads(p)
     p.set_defaults(func=cmd_eval)
 
 

@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        from .common import apply_threads
+
+        apply_threads(args)
         rc = args.func(args)
     except UserError as e:
         print(f"robustlab {args.command}: error: {e}", file=sys.stderr)

@@ -4,7 +4,7 @@ vote (Engstrom et al., "Exploring the Landscape of Spatial Robustness", ICML 201
 from __future__ import annotations
 
 from ..errors import UserError
-from .common import add_model_source, add_runs_dir, check_data_dir
+from .common import add_model_source, add_runs_dir, add_threads, check_data_dir
 
 
 def register(sub) -> None:
@@ -59,6 +59,7 @@ def register(sub) -> None:
     p.add_argument("--data-path", default="", help="the file, for --dataset npz")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
+    add_threads(p)
     p.set_defaults(func=cmd_spatial)
 
 

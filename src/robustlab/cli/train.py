@@ -26,6 +26,8 @@ def apply_cli(cfg, args):
         cfg.data.data_dir = args.data_dir
     if args.device:
         cfg.run.device = args.device
+    if args.threads:
+        cfg.run.threads = args.threads
     return cfg
 
 
