@@ -228,3 +228,19 @@ def test_models_list_shows_published_families(capsys):
     out = capsys.readouterr().out
     for form in ("dm-wrn-D-W-swish", "dm-preact-resnet-18", "trades-wrn-D-W", "36.48M"):
         assert form in out
+
+
+def test_mean_std_in_the_file_become_the_normalisation(tmp_path):
+    ref = _randomise(RefDMWRN(10, 1), 5)
+    ref.mean.fill_(0.5)
+    ref.std.fill_(0.25)
+    f = tmp_path / "old.pt"
+    torch.save({**ref.state_dict(), "mean": ref.mean.clone(), "std": ref.std.clone()}, f)
+    model = models.load_model(f, arch="dm-wrn-10-1")
+    assert model.config["mean"] == [0.5] * 3
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=1e-5)
+    torch.save({**RefTradesWRN(10, 1).state_dict(), "mean": ref.mean.clone()}, f)
+    with pytest.raises(UserError, match="1 unexpected: mean"):
+        models.load_model(f, arch="trades-wrn-10-1")  # no normalisation to put them in

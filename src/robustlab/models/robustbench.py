@@ -114,6 +114,18 @@ def load_published(path: str | os.PathLike, arch: str, dataset: str | None = "ci
                         "(e.g. arch=\"dm-wrn-70-16-swish\", dataset=\"cifar10\")")
     state = read_state_dict(path)
     model = build_published(arch, dataset, num_classes, **kw)
+    # Some older files of normalising architectures carry the mean and std as tensors (before
+    # RobustBench made those buffers non-persistent): then they are the model's normalisation.
+    stats = {k: state.pop(k) for k in ("mean", "std") if k in state}
+    if stats and model.config.get("mean") is not None:
+        c = model.normalize.mean.shape[1]
+        for k, v in stats.items():
+            if v.numel() != c:
+                raise UserError(f"{path}: {k} has {v.numel()} values for {c} channels")
+            getattr(model.normalize, k).copy_(v.reshape(1, c, 1, 1))
+            model.config[k] = [float(t) for t in v.flatten()]
+    elif stats:
+        state.update(stats)  # reported as unexpected keys below
     load_strict(model.net, state, str(path), arch)
     return model.to(device).eval()
 
