@@ -301,3 +301,17 @@ def test_threads_flag_sets_torch_threads(ckpt, tmp_path):
         assert _eval(ckpt, tmp_path / "runs", "--threads", "-2") == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_failed_spatial_run_is_marked_failed(ckpt, tmp_path, monkeypatch):
+    import robustlab.experiments.spatial as sp
+
+    def boom(*a, **k):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(sp, "run_attack", boom)
+    with pytest.raises(RuntimeError):
+        sp.spatial_experiment(str(ckpt / "m.safetensors"), "npz", n=4, quiet=True,
+                              data_path=str(ckpt / "test.npz"), runs_dir=str(tmp_path / "r"))
+    (row,) = Index(tmp_path / "r").runs()
+    assert row["status"] == "failed" and "out of memory" in row["summary"]

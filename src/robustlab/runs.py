@@ -21,7 +21,7 @@ import json
 import os
 import sqlite3
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,6 +262,15 @@ class Run:
     def add_result(self, **fields: Any) -> None:
         if self.writer and self.index is not None:
             self.index.add_result(self.run_id, **fields)
+
+    @contextmanager
+    def failing_marks_index(self):
+        """``with run.failing_marks_index(): ...``: an exception inside marks the run failed."""
+        try:
+            yield self
+        except BaseException as e:
+            self.mark_failed(e)
+            raise
 
     def mark_failed(self, error: BaseException) -> None:
         """Record in the index that this run stopped on ``error`` (never raises: it runs while

@@ -140,40 +140,41 @@ def spatial_experiment(model_path: str, dataset: str = "", split: str = "test", 
     vote_label = f"majority-vote(k={vote_k}) wrapper"
     run = Run.create(runs_dir, "spatial", "spatial", dataset=name,
                      arch=getattr(model, "config", {}).get("name"))
-    t0 = time.time()
-    rows: list[AttackRow] = []
-    attacks = ["random", "worst-of-10", "grid"]
-    for target_name, target in (("model", model), ("vote", vote)):
-        nat_t = time.time()
-        natural_ok = _predict(target, x, batch_size) == y.cpu()
-        rows.append(AttackRow(target_name, "natural", float(natural_ok.float().mean()),
-                              time.time() - nat_t, natural_ok))
-        names = attacks + (["grid+linf"] if threat.combined and target_name == "model" else [])
-        for a in names:
-            if not quiet:
-                print(f"spatial: {a} on the {target_name} ...", flush=True)
-            rows.append(run_attack(target, a, x, y, natural_ok, threat, seed=seed,
-                                   batch_size=batch_size, target_name=target_name, grid=grid))
-    heat_grid, heat_acc = grid_accuracy(model, x, y, threat, *grid)
-    wall = time.time() - t0
-    results = _results(model_path, name, split, len(x), threat, vote_label, rows, heat_grid,
-                       heat_acc, wall)
-    results["grid_points"] = {"n_trans": grid[0], "n_rot": grid[1],
-                              "total": grid[0] ** 2 * grid[1]}
-    run.write_results(results)
-    for r in rows:
-        if r.attack == "natural":
-            continue
-        nat = next(q.accuracy for q in rows if q.target == r.target and q.attack == "natural")
-        run.add_result(model=model_path, dataset=name, split=split, n_examples=len(x),
-                       norm="spatial", eps=None,
-                       attack=r.attack if r.target == "model" else f"{vote_label}: {r.attack}",
-                       clean_accuracy=nat, robust_accuracy=r.accuracy, threat=threat.to_dict(),
-                       target=r.target, seconds=r.seconds)
-    run.update_index(status="done", wall_seconds=wall,
-                     summary={f"{r.target}_{r.attack}": r.accuracy for r in rows})
-    run.write_report(spatial_report(run.run_id, results, x.cpu(), y.cpu(), model, threat,
-                                    rows, dspec.classes))
+    with run.failing_marks_index():
+        t0 = time.time()
+        rows: list[AttackRow] = []
+        attacks = ["random", "worst-of-10", "grid"]
+        for target_name, target in (("model", model), ("vote", vote)):
+            nat_t = time.time()
+            natural_ok = _predict(target, x, batch_size) == y.cpu()
+            rows.append(AttackRow(target_name, "natural", float(natural_ok.float().mean()),
+                                  time.time() - nat_t, natural_ok))
+            names = attacks + (["grid+linf"] if threat.combined and target_name == "model" else [])
+            for a in names:
+                if not quiet:
+                    print(f"spatial: {a} on the {target_name} ...", flush=True)
+                rows.append(run_attack(target, a, x, y, natural_ok, threat, seed=seed,
+                                       batch_size=batch_size, target_name=target_name, grid=grid))
+        heat_grid, heat_acc = grid_accuracy(model, x, y, threat, *grid)
+        wall = time.time() - t0
+        results = _results(model_path, name, split, len(x), threat, vote_label, rows, heat_grid,
+                           heat_acc, wall)
+        results["grid_points"] = {"n_trans": grid[0], "n_rot": grid[1],
+                                  "total": grid[0] ** 2 * grid[1]}
+        run.write_results(results)
+        for r in rows:
+            if r.attack == "natural":
+                continue
+            nat = next(q.accuracy for q in rows if q.target == r.target and q.attack == "natural")
+            run.add_result(model=model_path, dataset=name, split=split, n_examples=len(x),
+                           norm="spatial", eps=None,
+                           attack=r.attack if r.target == "model" else f"{vote_label}: {r.attack}",
+                           clean_accuracy=nat, robust_accuracy=r.accuracy, threat=threat.to_dict(),
+                           target=r.target, seconds=r.seconds)
+        run.update_index(status="done", wall_seconds=wall,
+                         summary={f"{r.target}_{r.attack}": r.accuracy for r in rows})
+        run.write_report(spatial_report(run.run_id, results, x.cpu(), y.cpu(), model, threat,
+                                        rows, dspec.classes))
     return run
 
 
