@@ -315,3 +315,21 @@ def test_a_failed_spatial_run_is_marked_failed(ckpt, tmp_path, monkeypatch):
                               data_path=str(ckpt / "test.npz"), runs_dir=str(tmp_path / "r"))
     (row,) = Index(tmp_path / "r").runs()
     assert row["status"] == "failed" and "out of memory" in row["summary"]
+
+
+def test_failed_download_leaves_no_empty_folder(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    from robustlab import data
+    from robustlab.errors import UserError
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setenv("ROBUSTLAB_DATA", str(tmp_path / "env"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(UserError, match="could not download"):
+        data.load("svhn", "test", data_dir=str(tmp_path / "dd"))
+    assert not (tmp_path / "dd" / "svhn").exists()

@@ -152,6 +152,10 @@ def download(spec: DatasetSpec, file: FileSpec, dest_dir: Path) -> Path:
             problems.append(str(e))
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             problems.append(f"{url}: {getattr(e, 'reason', None) or e}")
+    try:
+        dest_dir.rmdir()  # only if empty: a failed download leaves no empty cache folder
+    except OSError:
+        pass
     raise DataError(
         f"{spec.name}: could not download {file.filename}: " + "; ".join(problems)
         + f". Download it by hand from {file.urls[0]} and put it in {dest_dir} "
