@@ -263,7 +263,7 @@ def test_download_mismatch_deletes_and_raises(tmp_path, monkeypatch):
     serve(monkeypatch, {u: bad[f.filename] for f in spec.files for u in f.urls})
     with pytest.raises(DataError, match=r"downloaded file has SHA-256 .* it was deleted"):
         data.load("mnist", "train", data_dir=tmp_path)
-    assert os.listdir(tmp_path / "mnist") == []
+    assert not (tmp_path / "mnist").exists()  # nothing left, not even an empty folder
 
 
 def test_download_network_failure_says_where_to_put_files(tmp_path, monkeypatch):

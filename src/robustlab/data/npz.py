@@ -36,7 +36,10 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     except ValueError as e:
         # numpy reads a non-zip file as a pickle and then suggests allow_pickle, which would
         # run arbitrary code: never suggest it.
-        if "pickle" in str(e):
+        if "pickle" in str(e) or "Object arrays" in str(e):
+            if zipfile.is_zipfile(path):
+                raise DataError(f"{path}: truncated or corrupt npz file (an array of Python "
+                                "objects; robustlab reads only numeric arrays)") from None
             raise DataError(f"{path}: not an npz file of arrays (no zip archive inside; made "
                             "with np.savez(path, image=..., label=...)?)") from None
         raise DataError(f"{path}: truncated or corrupt npz file ({e})") from None
