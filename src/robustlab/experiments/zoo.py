@@ -483,43 +483,49 @@ def zoo_experiment(zoo_toml_path: str | Path, *, runs_dir: str | None = None,
     dataset, x, y, dspec = _data(zoo, spec.models)
     x, y = x.to(dev), y.to(dev)
     loaded = {e.name: load_entry(e, dspec, dev) for e in spec.models}  # fail before any work
+    from .common import check_fits
+
+    for e in spec.models:  # a model that cannot take these images fails before a run folder
+        check_fits(loaded[e.name], tuple(x.shape[1:]), dspec.num_classes,
+                   f"zoo model {e.name}: dataset {dataset}")
     run = Run.create(runs_dir or zoo.runs_dir, zoo.name, "zoo", dataset=dataset)
     run.write_config(_zoo_toml_text(spec))
-    t0 = time.time()
-    rows = []
-    for e in spec.models:
-        model = loaded[e.name]
-        r = measure_model(model, x, y, zoo, quiet, e.name)
-        cfg = getattr(model, "config", {})
-        rows.append({"name": e.name, "family": family_for(e, model),
-                     "arch": e.arch or cfg.get("name", ""),
-                     "source": e.run or e.checkpoint or e.weights,
-                     "params": int(sum(p.numel() for p in model.parameters())), **r})
-        run.log({"model": e.name, "clean_accuracy": r["clean_accuracy"]})
-    results: dict = {"dataset": dataset, "split": zoo.split, "n_examples": int(len(y)),
-                     "metrics": list(zoo.metrics), "settings": dataclasses.asdict(zoo),
-                     "models": rows}
-    xt, yt = x[:zoo.transfer.n], y[:zoo.transfer.n]
-    from ..analysis.transfer import transfer_matrix
+    with run.failing_marks_index():
+        t0 = time.time()
+        rows = []
+        for e in spec.models:
+            model = loaded[e.name]
+            r = measure_model(model, x, y, zoo, quiet, e.name)
+            cfg = getattr(model, "config", {})
+            rows.append({"name": e.name, "family": family_for(e, model),
+                         "arch": e.arch or cfg.get("name", ""),
+                         "source": e.run or e.checkpoint or e.weights,
+                         "params": int(sum(p.numel() for p in model.parameters())), **r})
+            run.log({"model": e.name, "clean_accuracy": r["clean_accuracy"]})
+        results: dict = {"dataset": dataset, "split": zoo.split, "n_examples": int(len(y)),
+                         "metrics": list(zoo.metrics), "settings": dataclasses.asdict(zoo),
+                         "models": rows}
+        xt, yt = x[:zoo.transfer.n], y[:zoo.transfer.n]
+        from ..analysis.transfer import transfer_matrix
 
-    if "transfer" in zoo.metrics:
-        torch.manual_seed(zoo.seed)
-        results["transfer"] = transfer_matrix(loaded, xt, yt, _transfer_attack(zoo, False),
-                                              batch_size=zoo.batch_size)
-        results["transfer"]["attack"] = zoo.transfer.attack
-    if "transfer-targeted" in zoo.metrics:
-        torch.manual_seed(zoo.seed)
-        results["transfer_targeted"] = transfer_matrix(
-            loaded, xt, yt, _transfer_attack(zoo, True), targeted=True,
-            target_mode="least-likely", batch_size=zoo.batch_size)
-        results["transfer_targeted"]["attack"] = "cw-l2-targeted"
-    results.update(analyse(rows, zoo))
-    results["wall_seconds"] = time.time() - t0
-    run.write_results(results)
-    _index(run, results, zoo)
-    run.update_index(status="done", wall_seconds=results["wall_seconds"],
-                     summary={"models": len(rows), "dataset": dataset})
-    run.write_report(zoo_report(run.run_id, results))
+        if "transfer" in zoo.metrics:
+            torch.manual_seed(zoo.seed)
+            results["transfer"] = transfer_matrix(loaded, xt, yt, _transfer_attack(zoo, False),
+                                                  batch_size=zoo.batch_size)
+            results["transfer"]["attack"] = zoo.transfer.attack
+        if "transfer-targeted" in zoo.metrics:
+            torch.manual_seed(zoo.seed)
+            results["transfer_targeted"] = transfer_matrix(
+                loaded, xt, yt, _transfer_attack(zoo, True), targeted=True,
+                target_mode="least-likely", batch_size=zoo.batch_size)
+            results["transfer_targeted"]["attack"] = "cw-l2-targeted"
+        results.update(analyse(rows, zoo))
+        results["wall_seconds"] = time.time() - t0
+        run.write_results(results)
+        _index(run, results, zoo)
+        run.update_index(status="done", wall_seconds=results["wall_seconds"],
+                         summary={"models": len(rows), "dataset": dataset})
+        run.write_report(zoo_report(run.run_id, results))
     return run
 
 
