@@ -103,6 +103,9 @@ def test_simulated_annotators_recover_the_truth(study, tmp_path, accuracy, inval
         lo, hi = res[key]["ci95"]
         assert lo <= exp[key] <= hi, (key, lo, exp[key], hi)
         assert hi - lo < 0.4  # informative (24 items), not a trivial interval
+    # ... and it tells the truth from the two extremes (no invalid image, all invalid).
+    lo, hi = res["share_model"]["ci95"]
+    assert not lo <= (1 - accuracy - 0.05) / 3 <= hi and not lo <= accuracy <= hi
     frac = m["n_fooled"] / m["n_eval"]
     assert res["human_adjusted_robust_accuracy"]["estimate"] == pytest.approx(
         m["robust_accuracy"] + frac * res["share_model"]["estimate"])
@@ -132,6 +135,8 @@ def test_results_cli_simulates_writes_report_and_index(study, capsys):
         res["human_adjusted_robust_accuracy"]["estimate"])
 
 
-def test_create_errors_are_one_line(tmp_path):
+def test_create_errors_are_one_line(study, tmp_path, capsys):
+    assert main(["study", "results", str(study), "--simulate", "2", "--accuracy", "1.5"]) == 2
+    assert "--accuracy" in capsys.readouterr().err
     assert main(["study", "create", str(tmp_path), "--n", "5", "--runs-dir",
                  str(tmp_path / "runs")]) == 2

@@ -27,7 +27,7 @@ def register(sub) -> None:
     r = s.add_parser("results", help="statistics, report.html and the index")
     r.add_argument("study")
     r.add_argument("--simulate", type=int, default=0, metavar="K",
-                   help="first answer the study with K simulated annotators")
+                   help="first add K simulated annotators to the answers (each call adds K more)")
     r.add_argument("--accuracy", type=float, default=0.9,
                    help="simulated annotators' accuracy (default 0.9)")
     r.add_argument("--invalid-share", type=float, default=0.3,

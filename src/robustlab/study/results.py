@@ -21,6 +21,9 @@ def study_results_experiment(study: str | Path, simulate: int = 0, accuracy: flo
     manifest = load_manifest(study)
     store = Store(study / "study.sqlite", manifest)
     sim = None
+    if simulate < 0 or not 0 < accuracy <= 1 or not 0 <= invalid_share <= 1:
+        raise UserError("--simulate must be >= 0, --accuracy in (0, 1], --invalid-share in "
+                        "[0, 1]")
     if simulate:
         from .simulate import simulate as run_sim
 
