@@ -56,9 +56,11 @@ def study_report(run_id: str, study: Path, manifest: dict, res: dict, k: int = 8
             f"<figcaption>{esc(p['id'])}</figcaption></figure>" for p in sel)
         return table(["item", "true", "model", "chose model"], out) + pics
 
+    k = min(k, max(1, len(rated) // 2))  # the two lists never share an item
     sections = [("Results (95% bootstrap over participants and items)", head),
-                ("Most invalid (people chose the model's label)", rows(rated[:k])),
-                ("Least invalid", rows(rated[::-1][:k]))]
+                ("Most invalid (people chose the model's label); clean | perturbed",
+                 rows(rated[:k])),
+                ("Least invalid; clean | perturbed", rows(rated[::-1][:k]))]
     return page(f"Human study {run_id}", sections,
                 subtitle="human-adjusted robust accuracy = robust accuracy + share of fooling "
                          "images x share labelled as the model did")
