@@ -105,6 +105,13 @@ def cmd_eval(args) -> int:
     r = run.read_results()
     print(f"run folder: {run.path}")
     print_radii(r)
+    pub = r.get("published") or {}
+    if pub:
+        pieces = [f"{k} {float(pub[k]):.2f}%" for k in ("clean_acc", "autoattack_acc")
+                  if pub.get(k) not in (None, "")]
+        print(f"  published ({pub.get('name', 'model info')}): {', '.join(pieces) or 'no accuracies'}")
+    for w in r.get("warnings", []):
+        print(f"  WARNING {w['check']}: {w['message']}")
     for f in r.get("masking", {}).get("flags", []):
         print(f"  WARNING gradient masking? {f['check']}: {f['message']}")
     print(f"  report: {run.path / 'report.html'}")

@@ -70,6 +70,12 @@ def _load_model(spec: EvalSpec, device):
         from ..training.trainer import _Routed
 
         model = _Routed(model, spec.bn)
+    if spec.version == "rand":
+        from ..attacks.autoattack import KeepStochastic
+
+        # The original's rand version attacks the model with its randomness on; eval mode alone
+        # would switch dropout off and evaluate a different, deterministic model.
+        model = KeepStochastic(model)
     return model.eval()
 
 
@@ -205,6 +211,7 @@ def _eval_in_run(spec, run, path, model, dataset, x, y, dspec, threats, rank, wo
 
 def _finish(spec, run, model, dataset, dspec, x, y, per_eps, world) -> Run:
     from ..evaluation.masking import masking_checks
+    from ..evaluation.sanity import sanity_checks
 
     threat, main = per_eps[0]
     label = suite_label(spec)
@@ -224,6 +231,13 @@ def _finish(spec, run, model, dataset, dspec, x, y, per_eps, world) -> Run:
         "per_eps": [{"eps": t.eps, **r.to_dict(per_example=False)} for t, r in per_eps],
         "broken_by": main.broken_by,
     }
+    attack_names = [a.name for a in build_attacks(spec, threat, dspec.num_classes)]
+    results["warnings"] = sanity_checks(model, x.to(_device_of(model)), y.to(_device_of(model)),
+                                        version=spec.version, attack_names=attack_names,
+                                        n_targets=max(1, min(9, dspec.num_classes - 1)))
+    published = _published(spec)
+    if published:
+        results["published"] = published
     if masking is not None:
         results["masking"] = masking
         results["masking_flags"] = [f["check"] for f in masking["flags"]]
@@ -245,6 +259,17 @@ def _finish(spec, run, model, dataset, dspec, x, y, per_eps, world) -> Run:
     for p in run.path.glob("eval_state-*.pt"):
         p.unlink()  # finished: the state served only to resume
     return run
+
+
+def _published(spec: EvalSpec) -> dict | None:
+    """RobustBench's model-info JSON beside the weights, if any: its published accuracies are
+    printed beside robustlab's own (issue 15)."""
+    from ..models.robustbench import read_model_info
+
+    try:
+        return read_model_info(spec.model) if spec.model else None
+    except (OSError, ValueError, UserError):
+        return None  # a broken info file must not cost the finished evaluation
 
 
 def _device_of(model) -> torch.device:
