@@ -109,7 +109,8 @@ def cmd_eval(args) -> int:
     if pub:
         pieces = [f"{k} {float(pub[k]):.2f}%" for k in ("clean_acc", "autoattack_acc")
                   if pub.get(k) not in (None, "")]
-        print(f"  published ({pub.get('name', 'model info')}): {', '.join(pieces) or 'no accuracies'}")
+        name = pub.get("name", "model info")
+        print(f"  published ({name}): {', '.join(pieces) or 'no accuracies'}")
     for w in r.get("warnings", []):
         print(f"  WARNING {w['check']}: {w['message']}")
     for f in r.get("masking", {}).get("flags", []):
