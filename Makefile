@@ -16,7 +16,7 @@ test: $(STAMP) data
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
 	  echo "chromium could not be installed: the study browser tests will skip"; fi
-	$(PY) -m pytest
+	$(PY) -m pytest -rs
 
 data: $(STAMP)
 	bash scripts/ensure-fashion-mnist.sh $(PY)
