@@ -2,8 +2,8 @@
 
 One job array, one task per point, resources from the sweep file's ``[slurm]`` table:
 ``partition``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``, ``timeout_min``,
-``array_parallelism``, ``account``, ``qos``, ``constraint``, ``max_requeue``, and
-``nproc_per_node`` (> 1: the task runs its point under ``torchrun`` for multi-GPU DDP).
+``array_parallelism``, ``account``, ``qos``, ``constraint``, ``max_requeue``. (Running each
+task under ``torchrun`` for multi-GPU points is not wired in yet.)
 On a time-out or pre-emption submitit calls :meth:`PointJob.checkpoint`, which requeues the same
 call; the job then resumes the point from its last checkpoint like a restarted local sweep.
 ``cluster = "local"`` (submitit's local executor) runs the array as processes on this machine.

@@ -40,7 +40,7 @@ from ..config import Config, ConfigError, apply_overrides, build, read_toml, val
 META_KEYS = ("fid", "source")  # per-point data, not config keys
 SWEEP_KEYS = ("name", "base", "executor", "workers", "evaluate", "runs_dir")
 SLURM_KEYS = ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min",
-              "array_parallelism", "nproc_per_node", "account", "qos", "constraint",
+              "array_parallelism", "account", "qos", "constraint",
               "max_requeue", "cluster")
 
 
