@@ -46,6 +46,9 @@ with sync_playwright() as p:
     page.check("#consent")
     page.click("#start")
     page.wait_for_selector("#stimulus")
+    # The shot must show the image, not its alt text: wait until it has decoded.
+    page.wait_for_function("() => { const i = document.getElementById('stimulus');"
+                           " return i.complete && i.naturalWidth > 0; }")
     page.screenshot(path="docs/img/study_labelling.png")
     b.close()
 print("docs/img/study_labelling.png")

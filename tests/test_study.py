@@ -140,3 +140,24 @@ def test_create_errors_are_one_line(study, tmp_path, capsys):
     assert "--accuracy" in capsys.readouterr().err
     assert main(["study", "create", str(tmp_path), "--n", "5", "--runs-dir",
                  str(tmp_path / "runs")]) == 2
+
+
+def test_images_are_served_from_a_study_given_as_a_relative_path(study, monkeypatch):
+    """`robustlab study serve runs/study-...` from the project folder: Flask resolves relative
+    file paths against its package, so a relative study path once served no image at all."""
+    pytest.importorskip("flask")
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from robustlab.study.server import create_app
+
+    work = Path(tempfile.mkdtemp())
+    shutil.copytree(study, work / "s")
+    monkeypatch.chdir(work)
+    client = create_app("s").test_client()
+    r = client.post("/start", data={"consent": "yes"})
+    page = client.get(r.headers["Location"]).get_data(as_text=True)
+    src = page.split('id="stimulus" src="')[1].split('"')[0]
+    img = client.get(src)
+    assert img.status_code == 200 and img.data[:8] == b"\x89PNG\r\n\x1a\n"

@@ -39,7 +39,8 @@ def _flask():
 
 def create_app(study: str | Path):
     flask = _flask()
-    study = Path(study)
+    # Absolute: Flask resolves a relative send_file path against the package, not the cwd.
+    study = Path(study).resolve()
     manifest = load_manifest(study)
     verify_images(study, manifest)
     store = Store(study / "study.sqlite", manifest)
