@@ -10,9 +10,11 @@ quickstart: $(STAMP) data
 	$(PY) -m robustlab run examples/quickstart.toml
 
 # The study's browser tests need Flask, Playwright and Debian's Chromium (Playwright's own browser
-# download is not used); if any install fails they skip and say why, and make test goes on.
+# download is not used); the Slurm executor's test needs submitit (its local executor); the APGD
+# trajectory test compares with the original AutoAttack (pyautoattack, test/bench only). If an
+# install fails those tests skip and say why, and make test goes on.
 test: $(STAMP) data
-	$(PY) -m pip install -q -e '.[study,browser]' || true
+	$(PY) -m pip install -q -e '.[study,browser,slurm]' pyautoattack==0.2.0 || true
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
 	  echo "chromium could not be installed: the study browser tests will skip"; fi

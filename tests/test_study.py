@@ -142,20 +142,15 @@ def test_create_errors_are_one_line(study, tmp_path, capsys):
                  str(tmp_path / "runs")]) == 2
 
 
-def test_images_are_served_from_a_study_given_as_a_relative_path(study, monkeypatch):
+def test_images_are_served_from_a_study_given_as_a_relative_path(tmp_path, monkeypatch):
     """`robustlab study serve runs/study-...` from the project folder: Flask resolves relative
     file paths against its package, so a relative study path once served no image at all."""
     pytest.importorskip("flask")
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     from robustlab.study.server import create_app
 
-    work = Path(tempfile.mkdtemp())
-    shutil.copytree(study, work / "s")
-    monkeypatch.chdir(work)
-    client = create_app("s").test_client()
+    made = make_study(tmp_path, n=8)  # its own study: other tests here alter the shared one
+    monkeypatch.chdir(made.parent)
+    client = create_app(made.name).test_client()
     r = client.post("/start", data={"consent": "yes"})
     page = client.get(r.headers["Location"]).get_data(as_text=True)
     src = page.split('id="stimulus" src="')[1].split('"')[0]
