@@ -67,11 +67,11 @@ def test_a_random_model_is_warned_about_and_rand_keeps_it_random(tmp_path, capsy
                  "--num-classes", "4") == 0
     assert "WARNING randomized" in capsys.readouterr().out
 
-    from robustlab.experiments.evaluate import EvalSpec, _load_model
+    from robustlab.experiments.evaluate import EvalSpec, load_eval_model
 
     spec = EvalSpec(model="", model_factory="rl_test_factory:make", version="rand",
                     dataset="npz", data_path=str(tmp_path / "test.npz"), num_classes=4)
-    loaded = _load_model(spec, torch.device("cpu"))
+    loaded = load_eval_model(spec, torch.device("cpu"))
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
         assert not torch.equal(loaded(x), loaded(x))  # dropout survives eval mode under rand

@@ -92,7 +92,7 @@ def energy_experiment(model_paths: list[str], *, dataset: str = "", split: str =
                       quiet: bool | None = None) -> Run:
     from ..attacks.registry import make_attack
     from ..evaluation.evaluate import default_batch_size
-    from .evaluate import EvalSpec, _data, _load_model
+    from .evaluate import EvalSpec, load_eval_data, load_eval_model
 
     if not model_paths:
         raise UserError("energy: give at least one run folder or checkpoint")
@@ -107,11 +107,11 @@ def energy_experiment(model_paths: list[str], *, dataset: str = "", split: str =
     for a in attacks:                             # and every attack name
         make_attack(a, threats[0], **attack_settings(a, steps, targets, queries))
     from ..models.checkpoint import weights_file
-    from .evaluate import _dataset_of
+    from .evaluate import eval_dataset_of
 
     for path in model_paths:  # every model and its dataset exist before a run folder is made
         weights_file(path, weights)
-        _dataset_of(EvalSpec(model=path, dataset=dataset, split=split))
+        eval_dataset_of(EvalSpec(model=path, dataset=dataset, split=split))
     dev = resolve_device(device)
     batch = batch_size or default_batch_size(dev)
     run = Run.create(runs_dir, "energy", "energy")
@@ -120,8 +120,8 @@ def energy_experiment(model_paths: list[str], *, dataset: str = "", split: str =
     for mi, path in enumerate(model_paths):
         spec = EvalSpec(model=path, weights=weights, dataset=dataset, data_dir=data_dir,
                         data_path=data_path, split=split, n=n)
-        model = _load_model(spec, dev)
-        dname, x, y, _ = _data(spec)
+        model = load_eval_model(spec, dev)
+        dname, x, y, _ = load_eval_data(spec)
         x, y = x.to(dev), y.to(dev)
         label, objective = _label_of(path)
         key = f"m{mi}"

@@ -54,12 +54,14 @@ class EvalSpec:
     arch_norm: str = "bn"    # with arch: its normalisation layers
 
 
-def _load_model(spec: EvalSpec, device):
+def load_eval_model(spec: EvalSpec, device):
+    """The model an evaluation spec names, in eval mode, as `robustlab eval` attacks it (mixture
+    BN routed, randomness kept on for `rand`); shared with spatial, energy, generate, study."""
     from .. import data
 
     dspec = None
     if spec.arch:
-        name, _, path = _dataset_of(spec)
+        name, _, path = eval_dataset_of(spec)
         dspec = data.get_spec(name)
         if dspec.format == "npz":
             dspec = data.load("npz", "test", path=path or None).spec
@@ -79,7 +81,7 @@ def _load_model(spec: EvalSpec, device):
     return model.eval()
 
 
-def _dataset_of(spec: EvalSpec) -> tuple[str, str, str]:
+def eval_dataset_of(spec: EvalSpec) -> tuple[str, str, str]:
     """(name, data_dir, npz path) to evaluate on: given, or what the run folder trained on."""
     if spec.dataset:
         return spec.dataset, spec.data_dir, spec.data_path
@@ -96,10 +98,11 @@ def _dataset_of(spec: EvalSpec) -> tuple[str, str, str]:
     raise UserError(f"{spec.model}: not a run folder; say which dataset with --dataset")
 
 
-def _data(spec: EvalSpec, model=None):
+def load_eval_data(spec: EvalSpec, model=None):
+    """(dataset name, x, y, data spec) of the split and size an evaluation spec names."""
     from .. import data
 
-    name, data_dir, path = _dataset_of(spec)
+    name, data_dir, path = eval_dataset_of(spec)
     if model is not None and data.get_spec(name).format != "npz":
         ds = data.get_spec(name)  # checked before any download
         check_fits(model, ds.shape, ds.num_classes, name)
@@ -142,8 +145,8 @@ def _state_path(run_path: Path, i: int, rank: int) -> Path:
 
 
 def _eval(spec, runs_dir, resume, dev, quiet, rank, world) -> Run | None:
-    model = _load_model(spec, dev)
-    dataset, x, y, dspec = _data(spec, model)
+    model = load_eval_model(spec, dev)
+    dataset, x, y, dspec = load_eval_data(spec, model)
     # Everything a user can get wrong is checked before a run folder exists.
     check_fits(model, tuple(x.shape[1:]), dspec.num_classes, f"dataset {dataset}")
     threats = [LpThreat(spec.norm, e) for e in spec.eps]  # validates every ε first

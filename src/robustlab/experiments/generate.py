@@ -51,7 +51,7 @@ def generate_experiment(model_path: str, *, sampler: str = "sgld", seed_init: st
                         quiet: bool | None = None) -> Run:
     from .. import data
     from ..analysis.feature_net import default_feature_net, load_feature_net
-    from .evaluate import EvalSpec, _dataset_of, _load_model
+    from .evaluate import EvalSpec, eval_dataset_of, load_eval_model
 
     if steps is not None and steps < 1:
         raise UserError(f"generate: --steps must be >= 1, got {steps}")
@@ -79,14 +79,14 @@ def generate_experiment(model_path: str, *, sampler: str = "sgld", seed_init: st
     dev = resolve_device(device)
     spec = EvalSpec(model=model_path, weights=weights, dataset=dataset, data_dir=data_dir,
                     data_path=data_path, split="train")
-    name, ddir, train_path = _dataset_of(spec)
-    _, _, test_path = _dataset_of(EvalSpec(model=model_path, dataset=dataset,
+    name, ddir, train_path = eval_dataset_of(spec)
+    _, _, test_path = eval_dataset_of(EvalSpec(model=model_path, dataset=dataset,
                                            data_dir=data_dir, data_path=data_path,
                                            split="test"))
     train = data.load(name, "train", data_dir=ddir or None, path=train_path or None)
     test = data.load(name, "test", data_dir=ddir or None, path=test_path or None)
     shape = tuple(train.images.shape[1:])
-    model = _load_model(spec, dev)
+    model = load_eval_model(spec, dev)
     cfg = getattr(model, "config", {})
     want = (cfg.get("in_channels"), cfg.get("image_size"), cfg.get("image_size"))
     if None not in want and tuple(want) != shape:

@@ -118,7 +118,7 @@ def spatial_experiment(model_path: str, dataset: str = "", split: str = "test", 
     ``grid`` is (translations per axis, rotations) of the grid attack and the heatmap; the
     default 5 × 5 × 31 = 775 points is the paper's."""
     from ..models.layout import adopt_channels_last
-    from .evaluate import EvalSpec, _data, _load_model
+    from .evaluate import EvalSpec, load_eval_data, load_eval_model
 
     threat = threat or SpatialThreat()
     if n < 0:
@@ -131,8 +131,8 @@ def spatial_experiment(model_path: str, dataset: str = "", split: str = "test", 
                     model_factory=model_factory, num_classes=num_classes,
                     arch_norm=arch_norm)
     # 775 forward passes per image: the faster convolution layout pays off.
-    model = adopt_channels_last(_load_model(spec, dev), dev)
-    name, x, y, dspec = _data(spec, model)
+    model = adopt_channels_last(load_eval_model(spec, dev), dev)
+    name, x, y, dspec = load_eval_data(spec, model)
     check_fits(model, tuple(x.shape[1:]), dspec.num_classes, f"dataset {name}")
     threat.validate_images(x)
     x, y = x.to(dev), y.to(dev)

@@ -57,7 +57,7 @@ def _eval_inputs(eval_run: Path):
     """(spec, clean x, y, x_adv, results) of an evaluation run, checked."""
     import torch
 
-    from ..experiments.evaluate import _data, resume_spec
+    from ..experiments.evaluate import load_eval_data, resume_spec
 
     spec, path = resume_spec(str(eval_run), None)
     adv_path = path / "adversarial.npz"
@@ -69,16 +69,16 @@ def _eval_inputs(eval_run: Path):
         raise UserError(f"{path}: no finished results.json; finish the evaluation first")
     with np.load(adv_path, allow_pickle=False) as z:
         x_adv, labels = z["image"], z["label"]
-    _, x, y, dspec = _data(spec)
+    _, x, y, dspec = load_eval_data(spec)
     if len(x) != len(x_adv) or not np.array_equal(y.numpy(), labels):
         raise UserError(f"{path}: adversarial.npz does not match the evaluated data")
     return spec, path, x.numpy(), labels, x_adv, results, dspec, torch
 
 
 def _model_labels(spec, x_adv: np.ndarray, torch) -> np.ndarray:
-    from ..experiments.evaluate import _load_model
+    from ..experiments.evaluate import load_eval_model
 
-    model = _load_model(spec, torch.device("cpu"))
+    model = load_eval_model(spec, torch.device("cpu"))
     out = []
     with torch.no_grad():
         for i in range(0, len(x_adv), 256):
