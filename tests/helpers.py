@@ -48,3 +48,46 @@ def tiny_config(tmp_path: Path, noise: float = 0.35, **sections) -> Path:
     p = tmp_path / "tiny.toml"
     p.write_text(to_toml(base))
     return p
+
+
+def _blobs(n: int, gen, means, n_classes: int):
+    import torch
+
+    y = torch.randint(0, n_classes, (n,), generator=gen)
+    x = (means[y] + 0.08 * torch.randn(n, 1, 8, 8, generator=gen)).clamp(0, 1)
+    return x, y
+
+
+def train_blob_mlp(data_seed: int, n_test: int, n_classes: int = 4):
+    """An MLP trained on Gaussian blobs (1×8×8 images in [0, 1]) to 100% clean test accuracy, in
+    a second: a real trained model for attack tests. Returns (model, x_test, y_test)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(data_seed)
+    means = 0.25 + 0.5 * torch.rand(n_classes, 1, 8, 8, generator=gen)
+    x, y = _blobs(2000, gen, means, n_classes)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, n_classes))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    # One thread: on a shared, busy CPU, thread contention makes this tiny loop ten times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(150):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
+    x_test, y_test = _blobs(n_test, gen, means, n_classes)
+    assert accuracy(model, x_test, y_test) == 1.0
+    return model, x_test, y_test
+
+
+def accuracy(model, x, y) -> float:
+    import torch
+
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())

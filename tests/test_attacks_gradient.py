@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from helpers import accuracy, train_blob_mlp
 from torch import nn
 
 from robustlab.attacks.apgd import APGD, APGDT, apgd_checkpoints
@@ -24,40 +25,14 @@ N_CLASSES = 4
 LARGE = {"linf": 0.3, "l2": 2.5, "l1": 20.0}
 
 
-def _blobs(n: int, gen: torch.Generator, means: torch.Tensor):
-    y = torch.randint(0, N_CLASSES, (n,), generator=gen)
-    x = (means[y] + 0.08 * torch.randn(n, 1, 8, 8, generator=gen)).clamp(0, 1)
-    return x, y
-
-
 @pytest.fixture(scope="module")
 def blob_model():
     """An MLP on Gaussian blobs (1×8×8 images in [0, 1]) with 100% clean test accuracy."""
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(1)
-    means = 0.25 + 0.5 * torch.rand(N_CLASSES, 1, 8, 8, generator=gen)
-    x, y = _blobs(2000, gen, means)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, N_CLASSES))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    # One thread: on a shared, busy CPU, thread contention makes this tiny loop ten times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for _ in range(150):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
-    x_test, y_test = _blobs(64, gen, means)
-    assert _accuracy(model, x_test, y_test) == 1.0
-    return model, x_test, y_test
+    return train_blob_mlp(data_seed=1, n_test=64, n_classes=N_CLASSES)
 
 
 def _accuracy(model, x, y) -> float:
-    with torch.no_grad():
-        return float((model(x).argmax(1) == y).float().mean())
+    return accuracy(model, x, y)
 
 
 def _assert_inside(x_adv, x, norm, eps):

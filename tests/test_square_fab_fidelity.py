@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import accuracy, train_blob_mlp
 from scipy.optimize import linprog
 from torch import nn
 
@@ -27,35 +28,14 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _blobs(n: int, gen: torch.Generator, means: torch.Tensor):
-    y = torch.randint(0, N_CLASSES, (n,), generator=gen)
-    x = (means[y] + 0.08 * torch.randn(n, 1, 8, 8, generator=gen)).clamp(0, 1)
-    return x, y
-
-
 @pytest.fixture(scope="module")
 def blob_model():
     """An MLP trained here on Gaussian blobs (1×8×8 images in [0, 1]), clean accuracy 100%."""
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    means = 0.25 + 0.5 * torch.rand(N_CLASSES, 1, 8, 8, generator=gen)
-    x, y = _blobs(2000, gen, means)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, N_CLASSES))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    model.eval()
-    x_test, y_test = _blobs(48, gen, means)
-    with torch.no_grad():
-        assert (model(x_test).argmax(1) == y_test).float().mean() == 1.0
-    return model, x_test, y_test
+    return train_blob_mlp(data_seed=0, n_test=48, n_classes=N_CLASSES)
 
 
 def _accuracy(model, x, y) -> float:
-    with torch.no_grad():
-        return float((model(x).argmax(1) == y).float().mean())
+    return accuracy(model, x, y)
 
 
 # -- Square: the schedule ----------------------------------------------------------------------
