@@ -12,6 +12,21 @@ def add_runs_dir(p: argparse.ArgumentParser) -> None:
                         "the config's run.runs_dir)")
 
 
+def add_weights_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default="model", choices=("model", "best", "ema"),
+                   help="which weights of a run folder (default: model, the final weights)")
+
+
+def add_model_io_options(p: argparse.ArgumentParser) -> None:
+    """Where runs and data live, the device and quietness: the same for every command that
+    loads a model and attacks it (spatial, energy, generate)."""
+    add_runs_dir(p)
+    p.add_argument("--data-dir", default="", help="look for datasets here first")
+    p.add_argument("--data-path", default="", help="the file, for --dataset npz")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+
+
 def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.epochs=5 (repeatable)")

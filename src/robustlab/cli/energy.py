@@ -4,7 +4,7 @@ training and TRADES' KL in energies (Mirza et al., ECCV 2024)."""
 from __future__ import annotations
 
 from ..errors import UserError
-from .common import add_runs_dir
+from .common import add_model_io_options, add_weights_option
 
 
 def register(sub) -> None:
@@ -38,13 +38,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=0,
                    help="examples per attack call (default: 128 on CPU, 500 on GPU)")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random draws")
-    p.add_argument("--weights", default="model", choices=("model", "best", "ema"),
-                   help="which weights of a run folder (default: model, the final weights)")
-    add_runs_dir(p)
-    p.add_argument("--data-dir", default="", help="look for datasets here first")
-    p.add_argument("--data-path", default="", help="the file, for --dataset npz")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    add_weights_option(p)
+    add_model_io_options(p)
     p.set_defaults(func=cmd_energy)
 
 

@@ -3,7 +3,7 @@ IS on an independent feature network."""
 
 from __future__ import annotations
 
-from .common import add_runs_dir
+from .common import add_model_io_options, add_weights_option
 
 
 def register(sub) -> None:
@@ -53,15 +53,10 @@ def register(sub) -> None:
                    help="KID subset size, capped at the smaller set (default 1000)")
     p.add_argument("--batch-size", type=int, default=250, help="images per sampler call")
     p.add_argument("--seed", type=int, default=0, help="seed of the seeds and the noise")
-    p.add_argument("--weights", default="model", choices=("model", "best", "ema"),
-                   help="which weights of a run folder (default: model, the final weights)")
+    add_weights_option(p)
     p.add_argument("--dataset", default="",
                    help="dataset name (default: the one the run folder was trained on)")
-    add_runs_dir(p)
-    p.add_argument("--data-dir", default="", help="look for datasets here first")
-    p.add_argument("--data-path", default="", help="the file, for --dataset npz")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    add_model_io_options(p)
     p.set_defaults(func=cmd_generate)
 
 

@@ -4,7 +4,13 @@ vote (Engstrom et al., "Exploring the Landscape of Spatial Robustness", ICML 201
 from __future__ import annotations
 
 from ..errors import UserError
-from .common import add_model_source, add_runs_dir, add_threads, check_data_dir
+from .common import (
+    add_model_io_options,
+    add_model_source,
+    add_threads,
+    add_weights_option,
+    check_data_dir,
+)
 
 
 def register(sub) -> None:
@@ -52,13 +58,8 @@ def register(sub) -> None:
                         "numbers depend on it)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the random transforms of the attacks and the vote")
-    p.add_argument("--weights", default="model", choices=("model", "best", "ema"),
-                   help="which weights of a run folder (default: model, the final weights)")
-    add_runs_dir(p)
-    p.add_argument("--data-dir", default="", help="look for datasets here first")
-    p.add_argument("--data-path", default="", help="the file, for --dataset npz")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    add_weights_option(p)
+    add_model_io_options(p)
     add_threads(p)
     p.set_defaults(func=cmd_spatial)
 
