@@ -104,3 +104,30 @@ def test_slurm_executor_with_submitit_local(tmp_path):
     d = tmp_path / "slurm"
     assert main(["sweep", str(sweep), "--out", str(d), "--quiet"]) == 0
     assert [r["state"] for r in sweep_status(d)] == ["done"] * 4
+
+
+def test_slurm_point_under_torchrun(tmp_path):
+    """nproc_per_node = 2: the task runs its point under torchrun, data-parallel over 2 ranks."""
+    pytest.importorskip("submitit")
+    sweep = _sweep_file(tmp_path)
+    text = sweep.read_text().replace('evaluate = false', 'evaluate = false\nexecutor = "slurm"')
+    text = text.replace('"data.train_size" = [64, 128]', '"data.train_size" = [64]')
+    sweep.write_text(text.replace('"model.width" = [4, 8]', '"model.width" = [4]')
+                     + '\n[slurm]\ncluster = "debug"\ntimeout_min = 5\nnproc_per_node = 2\n')
+    d = tmp_path / "ddp"
+    assert main(["sweep", str(sweep), "--out", str(d), "--quiet"]) == 0
+    (row,) = sweep_status(d)
+    assert row["state"] == "done"
+    res = json.loads((Path(row["run"]) / "results.json").read_text())
+    assert res["processes"] == 2 and res["scaling"]["images_processed"] > 0
+
+
+@pytest.mark.parametrize("slurm, needle", [("nproc_per_node = 0", "nproc_per_node"),
+                                           ("nproc_per_node = 4\ngpus_per_node = 2",
+                                            "gpus_per_node")])
+def test_bad_nproc_per_node_exit_2(tmp_path, capsys, slurm, needle):
+    sweep = _sweep_file(tmp_path)
+    sweep.write_text(sweep.read_text() + f"\n[slurm]\n{slurm}\n")
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "x")]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

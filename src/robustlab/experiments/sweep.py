@@ -3,14 +3,20 @@
 The job of one point (:func:`run_point`) trains it, or resumes it from its checkpoint when an
 earlier attempt was killed, records the numbers the scaling fits read (N, D, C, inference FLOPs,
 FID) under ``results.json["scaling"]`` and the index summary, and never raises: an error is
-written to the point's status file and reported, and the other points go on.
+written to the point's status file and reported, and the other points go on. With
+``[slurm] nproc_per_node`` above 1 the job is :func:`torchrun_point`, which runs the same
+:func:`run_point` in every process of a ``torchrun`` group (``python -m
+robustlab.experiments.sweep SWEEP_DIR POINT`` is its entry point).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+import subprocess
+import sys
 import traceback
 from pathlib import Path
 
@@ -75,6 +81,30 @@ def run_point(point: dict) -> dict:
         return {**base, "state": "failed", "error": err}
 
 
+def torchrun_point(point: dict, nproc: int) -> dict:
+    """Run one point data-parallel over ``nproc`` processes on this node, under ``torchrun``.
+
+    ``--standalone`` gives each task its own rendezvous on a free port, so several tasks of an
+    array can share a node. Rank 0 writes the status file; a group that dies before writing it
+    (an out-of-memory kill, a lost rank) is recorded as failed with torchrun's exit code.
+    """
+    sweep_dir, name = Path(point["sweep_dir"]), point["name"]
+    base = {"name": name, "index": point["index"]}
+    st = point_state(sweep_dir, name)
+    if st["state"] == "done":
+        return {**base, **st}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={nproc}", "-m", "robustlab.experiments.sweep", str(sweep_dir), name]
+    rc = subprocess.run(cmd, check=False).returncode
+    st = point_state(sweep_dir, name)
+    if st["state"] == "done":
+        return {**base, **st}
+    if st["state"] != "failed":
+        write_status(sweep_dir, name, "failed", error=f"torchrun exited with code {rc}")
+        st = point_state(sweep_dir, name)
+    return {**base, **st, "state": "failed"}
+
+
 def _npz_fid(path: str) -> float | None:
     """The quality of an extra-data file: a scalar ``fid`` array stored in it, if any."""
     if not path:
@@ -115,7 +145,9 @@ def run_sweep(spec: SweepSpec, out: str | None = None, workers: int | None = Non
     if spec.executor == "slurm":
         from ..sweeps.slurm import run_slurm
 
-        results = run_slurm(run_point, todo, sweep_dir, spec.slurm, quiet=quiet)
+        nproc = int(spec.slurm.get("nproc_per_node", 1))
+        job = functools.partial(torchrun_point, nproc=nproc) if nproc > 1 else run_point
+        results = run_slurm(job, todo, sweep_dir, spec.slurm, quiet=quiet)
     else:
         from ..sweeps.local import run_local
 
@@ -125,3 +157,18 @@ def run_sweep(spec: SweepSpec, out: str | None = None, workers: int | None = Non
 
 def load_points(sweep_dir: Path) -> list[dict]:
     return json.loads((Path(sweep_dir) / "points.json").read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m robustlab.experiments.sweep SWEEP_DIR POINT``: one point, in each process
+    of a torchrun group (see :func:`torchrun_point`)."""
+    sweep_dir, name = argv if argv is not None else sys.argv[1:]
+    point = next((p for p in load_points(Path(sweep_dir)) if p["name"] == name), None)
+    if point is None:
+        print(f"{sweep_dir}: no point named {name}", file=sys.stderr)
+        return 2
+    return 0 if run_point(point)["state"] == "done" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

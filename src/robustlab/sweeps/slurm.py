@@ -2,8 +2,10 @@
 
 One job array, one task per point, resources from the sweep file's ``[slurm]`` table:
 ``partition``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``, ``timeout_min``,
-``array_parallelism``, ``account``, ``qos``, ``constraint``, ``max_requeue``. (Running each
-task under ``torchrun`` for multi-GPU points is not wired in yet.)
+``array_parallelism``, ``account``, ``qos``, ``constraint``, ``max_requeue``, and
+``nproc_per_node``: above 1, each task runs its point under ``torchrun --standalone`` with that
+many processes (one per GPU; Gloo on CPU), data-parallel as ``torchrun -m robustlab train`` is
+(:func:`robustlab.experiments.sweep.torchrun_point`).
 On a time-out or pre-emption submitit calls :meth:`PointJob.checkpoint`, which requeues the same
 call; the job then resumes the point from its last checkpoint like a restarted local sweep.
 ``cluster = "local"`` (submitit's local executor) runs the array as processes on this machine.
@@ -45,6 +47,7 @@ def run_slurm(job: Callable[[dict], dict], points: list[dict], sweep_dir: Path,
     from ..progress import progress_bar
 
     r = dict(resources)
+    r.pop("nproc_per_node", None)  # read by the job itself (experiments.sweep.torchrun_point)
     ex = submitit.AutoExecutor(folder=str(Path(sweep_dir) / "slurm" / "%j"),
                                cluster=r.pop("cluster", None))
     params = {"timeout_min": r.pop("timeout_min", 60)}

@@ -40,7 +40,7 @@ from ..config import Config, ConfigError, apply_overrides, build, read_toml, val
 META_KEYS = ("fid", "source")  # per-point data, not config keys
 SWEEP_KEYS = ("name", "base", "executor", "workers", "evaluate", "runs_dir")
 SLURM_KEYS = ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min",
-              "array_parallelism", "account", "qos", "constraint",
+              "array_parallelism", "nproc_per_node", "account", "qos", "constraint",
               "max_requeue", "cluster")
 
 
@@ -130,6 +130,13 @@ def load_sweep(path: str | Path) -> SweepSpec:
     bad = sorted(set(slurm) - set(SLURM_KEYS))
     if bad:
         raise ConfigError(f"{src}: slurm.{bad[0]}: unknown key (known: {', '.join(SLURM_KEYS)})")
+    nproc = slurm.get("nproc_per_node", 1)
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        raise ConfigError(f"{src}: slurm.nproc_per_node: must be an integer >= 1, got {nproc!r}")
+    gpus = slurm.get("gpus_per_node")
+    if isinstance(gpus, int) and gpus > 0 and nproc > gpus:
+        raise ConfigError(f"{src}: slurm.nproc_per_node = {nproc} is more than gpus_per_node = "
+                          f"{gpus}: torchrun starts one process per GPU")
     executor = sw.get("executor", "local")
     if executor not in ("local", "slurm"):
         raise ConfigError(f"{src}: sweep.executor: {executor!r} is not one of local, slurm")
