@@ -14,6 +14,11 @@ from scipy import stats
 from ..errors import UserError
 
 FAMILIES = ("cnn", "resnet", "wrn", "preact-resnet")
+# The minimal-distortion metrics of a zoo (Su et al., Sec. 4): (results key, norm, label).
+DISTORTIONS = (("cw-l2", "l2", "C&W ℓ2"), ("ead", "l1", "EAD ℓ1"), ("ifgsm", "linf", "I-FGSM ℓ∞"),
+               ("fgsm", "linf", "FGSM ℓ∞"))
+# CLEVER scores (Weng et al., ICLR 2018) in the same form.
+CLEVERS = (("clever-l2", "l2", "CLEVER ℓ2"), ("clever-linf", "linf", "CLEVER ℓ∞"))
 
 
 def distortion_summary(distortion) -> dict[str, float]:
