@@ -131,3 +131,32 @@ def test_bad_nproc_per_node_exit_2(tmp_path, capsys, slurm, needle):
     assert main(["sweep", str(sweep), "--out", str(tmp_path / "x")]) == 2
     assert needle in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_point_held_by_live_process_is_not_run_twice(tmp_path, capsys):
+    from robustlab.sweeps.state import write_status
+
+    sweep = _sweep_file(tmp_path)
+    d = tmp_path / "out"
+    spec = load_sweep(sweep)
+    held = spec.points[0].name
+    write_status(d, held, "running")  # this very process: alive, same host
+    assert main(["sweep", str(sweep), "--out", str(d), "--quiet"]) == 0
+    states = {r["name"]: r["state"] for r in sweep_status(d)}
+    assert states.pop(held) == "running" and set(states.values()) == {"done"}
+    assert held in capsys.readouterr().err
+
+
+def test_slurm_job_gone_from_queue_is_interrupted(tmp_path, monkeypatch):
+    from robustlab.sweeps.state import point_state, write_status
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "squeue"  # lists job 7 only
+    fake.write_text('#!/bin/sh\n[ "$3" = "7" ] && echo RUNNING\nexit 0\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    write_status(tmp_path, "a", "running", slurm_job="7")
+    write_status(tmp_path, "b", "running", slurm_job="8")
+    assert point_state(tmp_path, "a")["state"] == "running"
+    assert point_state(tmp_path, "b")["state"] == "interrupted"

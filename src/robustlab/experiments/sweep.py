@@ -141,7 +141,13 @@ def run_sweep(spec: SweepSpec, out: str | None = None, workers: int | None = Non
               quiet: bool | None = None) -> tuple[Path, list[dict]]:
     sweep_dir = sweep_dir_of(spec, out)
     points = prepare(spec, sweep_dir)
-    todo = [p for p in points if point_state(sweep_dir, p["name"])["state"] != "done"]
+    states = {p["name"]: point_state(sweep_dir, p["name"])["state"] for p in points}
+    # A point another live process or a queued Slurm job holds is left to it, not run twice.
+    busy = [p["name"] for p in points if states[p["name"]] == "running"]
+    if busy:
+        print(f"{len(busy)} point(s) held by a live process or Slurm job, skipped: "
+              f"{', '.join(busy)}", file=sys.stderr)
+    todo = [p for p in points if states[p["name"]] not in ("done", "running")]
     if spec.executor == "slurm":
         from ..sweeps.slurm import run_slurm
 

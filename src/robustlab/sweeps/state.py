@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 from ..io import atomic_write_json
@@ -42,9 +44,23 @@ def read_status(sweep_dir: Path, name: str) -> dict:
         return {}
 
 
+def _slurm_alive(job: str) -> bool:
+    """Whether Slurm still lists the job (queued, running, requeued); without ``squeue`` on this
+    host (status read off the cluster), assume it is."""
+    squeue = shutil.which("squeue")
+    if squeue is None:
+        return True
+    try:
+        out = subprocess.run([squeue, "-h", "-j", job, "-o", "%T"], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return True
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
 def _alive(rec: dict) -> bool:
     if rec.get("slurm_job"):
-        return True  # Slurm owns it; sacct would know more
+        return _slurm_alive(str(rec["slurm_job"]))
     if rec.get("host") != socket.gethostname():
         return True
     try:
