@@ -3,9 +3,12 @@
 Bartoldson et al. (ICML 2024) fit the *adversarial test loss*: clean cross-entropy plus 5 × the
 TRADES KL term, ``kl_div(log p(x_adv), p(x))`` in PyTorch's argument order (the sum over classes
 of p(x)·log(p(x)/p(x_adv)); β = 5 as in their code), with adversarial examples from PGD-40 on
-the Carlini-Wagner margin loss, step 2.5·ε/40 (Madry et al.'s rule), on a fixed test subset
-(the first ``train.metric_n`` test examples, so every epoch and every run sees the same ones).
-PGD accuracy and clean accuracy come from the same pass.
+the Carlini-Wagner margin loss, step 2.5·ε/40 (Madry et al.'s rule), on a fixed subset of
+held-out images: the first ``train.metric_n`` examples of the validation split, so every epoch
+and every run sees the same ones. The authors take a test subset; robustlab takes images held
+out of training in the same way but keeps the test split for the final evaluation, so the
+metrics a fit (and any choice made from it) reads never touch the images of the reported
+accuracy. PGD accuracy and clean accuracy come from the same pass.
 """
 
 from __future__ import annotations
