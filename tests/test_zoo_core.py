@@ -334,5 +334,8 @@ def test_distortion_summary_and_families():
     assert math.isnan(distortion_summary([math.inf])["mean"])
     assert [family_of(n) for n in ("cnn-small", "resnet-20", "wrn-28-10", "preact-resnet-18")] \
         == ["cnn", "resnet", "wrn", "preact-resnet"]
+    # The published architectures (RobustBench's checkpoints) belong to the same families.
+    assert [family_of(n) for n in ("dm-wrn-28-10", "dm-wrn-70-16-swish", "trades-wrn-34-10",
+                                   "dm-preact-resnet-18")] == ["wrn"] * 3 + ["preact-resnet"]
     with pytest.raises(UserError, match="family"):
         family_of("vit-b16")

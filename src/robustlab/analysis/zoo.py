@@ -66,7 +66,8 @@ def fit_distortion_vs_log_error(distortions: Sequence[float],
 
 _FAMILY_PATTERNS = (
     ("preact-resnet", re.compile(r"pre[-_]?act")),
-    ("wrn", re.compile(r"^(wrn|wide[-_]?resnet)")),
+    # The published WideResNets (dm-wrn-D-W, trades-wrn-D-W) are WideResNets too.
+    ("wrn", re.compile(r"^((dm|trades)-)?(wrn|wide[-_]?resnet)")),
     ("resnet", re.compile(r"^resnet")),
     ("cnn", re.compile(r"cnn")),
 )

@@ -41,9 +41,22 @@ def cmd_zoo(args) -> int:
             if key in m and isinstance(m[key]["mean"], float) and not math.isnan(m[key]["mean"]):
                 parts.append(f"{key} {m[key]['mean']:.4g}")
         print(f"  {m['name']:<24} [{m['family']}] " + ", ".join(parts))
+        pub = m.get("published") or {}
+        if pub:  # RobustBench's model info: its published accuracies beside ours
+            pieces = []
+            for key, label in (("clean_acc", "clean acc"), ("autoattack_acc", "AutoAttack")):
+                try:
+                    pieces.append(f"{label} {float(pub[key]):.2f}%")
+                except (KeyError, TypeError, ValueError):
+                    continue
+            print(f"  {'':<24} published ({pub.get('name', 'model info')}): "
+                  f"{', '.join(pieces) or 'no accuracies'}")
+    def num(v, spec: str) -> str:  # NaN is stored as null (R² of equal distortions)
+        return "nan" if v is None else format(v, spec)
+
     for key, f in r.get("fit", {}).items():
         if "r2" in f:
-            print(f"  fit {key} = {f['slope']:.4g}·ln(err) + {f['intercept']:.4g}  "
-                  f"(R² {f['r2']:.3f}, {f['n']} models)")
+            print(f"  fit {key} = {num(f['slope'], '.4g')}·ln(err) + "
+                  f"{num(f['intercept'], '.4g')}  (R² {num(f['r2'], '.3f')}, {f['n']} models)")
     print(f"  report: {run.path / 'report.html'}")
     return 0

@@ -70,7 +70,8 @@ def zoo_experiment(zoo_toml_path: str | Path, *, runs_dir: str | None = None,
     dev = resolve_device(device or zoo.device)
     dataset, x, y, dspec = zoo_data(zoo, spec.models)
     x, y = x.to(dev), y.to(dev)
-    loaded = {e.name: load_entry(e, dspec, dev) for e in spec.models}  # fail before any work
+    # Every model is loaded before any work, so that a bad one fails first.
+    loaded = {e.name: load_entry(e, dspec, dev, spec.published.get(e.name)) for e in spec.models}
     for e in spec.models:  # a model that cannot take these images fails before a run folder
         check_fits(loaded[e.name], tuple(x.shape[1:]), dspec.num_classes,
                    f"zoo model {e.name}: dataset {dataset}")
@@ -87,6 +88,8 @@ def zoo_experiment(zoo_toml_path: str | Path, *, runs_dir: str | None = None,
                          "arch": e.arch or cfg.get("name", ""),
                          "source": e.run or e.checkpoint or e.weights,
                          "params": int(sum(p.numel() for p in model.parameters())), **r})
+            if e.name in spec.published:  # RobustBench's numbers, beside robustlab's
+                rows[-1]["published"] = spec.published[e.name]
             run.log({"model": e.name, "clean_accuracy": r["clean_accuracy"]})
         results: dict = {"dataset": dataset, "split": zoo.split, "n_examples": int(len(y)),
                          "metrics": list(zoo.metrics), "settings": dataclasses.asdict(zoo),
@@ -119,7 +122,7 @@ def _index(run: Run, results: dict, zoo: ZooSection) -> None:
         base = dict(common, model=r["name"], clean_accuracy=r["clean_accuracy"],
                     family=r["family"], arch=r["arch"])
         run.add_result(**base, n_examples=r["n_examples"], attack="clean",
-                       clean_error=r["clean_error"])
+                       clean_error=r["clean_error"], **_published_extra(r))
         for key, norm, _ in DISTORTIONS:
             if key in r:
                 s = r[key]
@@ -142,3 +145,10 @@ def _index(run: Run, results: dict, zoo: ZooSection) -> None:
                     extra.update(top1=t["top1"][i][j], top5=t["top5"][i][j])
                 run.add_result(**common, model=dst, n_examples=t["counts"][i][j],
                                attack=key.replace("_", "-"), **extra)
+
+
+def _published_extra(row: dict) -> dict:
+    """RobustBench's published accuracies (percent) for the index row of the clean error."""
+    pub = row.get("published") or {}
+    return {f"published_{k}": pub[k] for k in ("clean_acc", "autoattack_acc")
+            if pub.get(k) not in (None, "")}

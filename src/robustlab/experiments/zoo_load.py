@@ -33,15 +33,20 @@ def zoo_data(zoo: ZooSection, entries: list[ModelEntry]):
     return name, d.images[:n].float().div_(255), d.labels[:n].clone(), d.spec
 
 
-def load_entry(e: ModelEntry, spec, device: torch.device) -> nn.Module:
+def load_entry(e: ModelEntry, spec, device: torch.device, info: dict | None = None) -> nn.Module:
     """The zoo member's model in eval mode, in the faster convolution layout where that helps
-    (the minimal-distortion attacks and CLEVER make thousands of passes)."""
+    (the minimal-distortion attacks and CLEVER make thousands of passes). ``info``: its
+    RobustBench model info, whose ``dataset`` a published checkpoint may take."""
     from ..models.layout import adopt_channels_last
 
-    return adopt_channels_last(_load_entry(e, spec, device), device)
+    try:
+        model = _load_entry(e, spec, device, info)
+    except UserError as err:
+        raise UserError(f"zoo model {e.name}: {err}") from None
+    return adopt_channels_last(model, device)
 
 
-def _load_entry(e: ModelEntry, spec, device: torch.device) -> nn.Module:
+def _load_entry(e: ModelEntry, spec, device: torch.device, info: dict | None) -> nn.Module:
     from .. import models
 
     if e.run or e.checkpoint:
@@ -52,12 +57,15 @@ def _load_entry(e: ModelEntry, spec, device: torch.device) -> nn.Module:
             model = _Routed(model, "clean")
         return model.eval()
     from ..models.external import read_weights
-    from ..models.robustbench import load_strict
+    from ..models.robustbench import PUBLISHED_FAMILIES, load_strict
 
     if e.factory:
         from .common import load_any_model
 
         return load_any_model(e.weights, factory=e.factory, device=device)
+    fam, _ = models.resolve(e.arch)
+    if fam.family in PUBLISHED_FAMILIES:
+        return _load_published(e, spec, device, info)
     model = models.create(e.arch, num_classes=spec.num_classes, in_channels=spec.in_channels,
                           norm=e.norm, mean=spec.mean, std=spec.std,
                           image_size=spec.image_size, width=e.width or None)
@@ -66,6 +74,26 @@ def _load_entry(e: ModelEntry, spec, device: torch.device) -> nn.Module:
     target = model if any(k.startswith("net.") for k in state) else model.net
     load_strict(target, state, e.weights, e.arch)
     return model.to(device).eval()
+
+
+def _load_published(e: ModelEntry, spec, device: torch.device, info: dict | None) -> nn.Module:
+    """A checkpoint of a published architecture (RobustBench layout): its classes, and for
+    DeepMind's models the mean/std, are those of the set it was trained on (the entry's
+    ``dataset``, else the model info's, else the zoo's), not the zoo's images'."""
+    from ..models.external import from_state_dict
+    from ..models.registry import resolve
+    from ..models.robustbench import DM_STATS, NORMALISED_FAMILIES, NUM_CLASSES
+
+    trained_on = e.dataset or str((info or {}).get("dataset", "")).lower() or spec.name
+    known = trained_on in NUM_CLASSES
+    if resolve(e.arch)[0].family in NORMALISED_FAMILIES and trained_on not in DM_STATS:
+        raise UserError(f"{e.arch} normalises with its training set's mean/std, known for "
+                        f"{', '.join(DM_STATS)}; set dataset = \"cifar10\" (say) in its "
+                        f"[[models]] entry (the zoo's images are {spec.name})")
+    n = NUM_CLASSES[trained_on] if known else spec.num_classes
+    return from_state_dict(e.weights, e.arch, num_classes=n, in_channels=spec.in_channels,
+                           image_size=spec.image_size, dataset=trained_on if known else None,
+                           device=device)
 
 
 def family_for(e: ModelEntry, model: nn.Module) -> str:

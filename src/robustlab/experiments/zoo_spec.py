@@ -22,6 +22,16 @@ The zoo file is TOML::
     arch = "resnet-18"                 # plain safetensors weights for a registry architecture
     weights = "foreign.safetensors"
     family = "resnet"                  # optional; default from the architecture name
+    [[models]]
+    name = "gowal2020"                 # a RobustBench checkpoint: a .pt state dict, its keys
+    arch = "dm-wrn-28-10"              # those of the published code (also trades-wrn-34-10,
+    weights = "Gowal2020Uncovering.pt" # dm-wrn-70-16-swish, dm-preact-resnet-18)
+    dataset = "cifar10"                # its training set: classes and DeepMind's mean/std
+    info = "Gowal2020Uncovering.json"  # RobustBench model info; default: one beside weights
+
+A published architecture's ``dataset`` defaults to the model info's, else the zoo's. The model
+info's published numbers (``clean_acc``, ``autoattack_acc``, ...) are kept in results.json beside
+robustlab's and shown in the report.
 
 Relative paths are looked up from the working directory, then from the zoo file's folder.
 """
@@ -140,6 +150,11 @@ class ModelEntry:
     width: int = opt(0, lo=0, doc="arch: base width (0: the architecture's own)")
     norm: str = opt("bn", choices=("bn", "gn", "none"), doc="arch: normalisation layers")
     family: str = opt("", doc="architecture family (default: from the architecture name)")
+    dataset: str = opt("", doc="published arch: the checkpoint's training set, which sets its "
+                       "classes and DeepMind's mean/std (default: the model info's, else the "
+                       "zoo's)")
+    info: str = opt("", doc="a RobustBench model-info JSON (default: X.json or model_info.json "
+                    "beside the weights)")
 
 
 @dataclass
@@ -148,6 +163,9 @@ class ZooSpec:
     models: list[ModelEntry]
     source: Path
     table: dict
+    # RobustBench model info per model name, for the models that have one.
+    published: dict[str, dict] = field(default_factory=dict)
+
 
 
 def _find_path(ref: str, base: Path) -> Path | None:
@@ -200,37 +218,15 @@ def load_zoo(path: str | Path, overrides: list[str] | None = None) -> ZooSpec:
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{src}: models: expected one or more [[models]] tables")
     base = src.parent
-    entries = []
+    entries, published = [], {}
     for i, t in enumerate(raw):
         where = f"{src}: models[{i}]"
         e = build(ModelEntry, t, where)
         if not e.name:
             raise ConfigError(f"{where}.name: every model needs a name")
-        where = f"{src}: models[{i}] ({e.name})"
-        given = [k for k in ("run", "checkpoint", "arch", "factory") if getattr(e, k)]
-        if len(given) != 1:
-            raise ConfigError(f"{where}: give exactly one of run, checkpoint, arch + weights or "
-                              f"factory (got {', '.join(given) or 'none'})")
-        if not e.factory and bool(e.arch) != bool(e.weights):
-            raise ConfigError(f"{where}: arch and weights go together")
-        if e.run:
-            found = _find_run(e.run, base)
-            if found is None:
-                raise ConfigError(f"{where}.run: run folder {e.run!r} not found")
-            e.run = str(found)
-        for key in ("checkpoint", "weights"):
-            if getattr(e, key):
-                found = _find_path(getattr(e, key), base)
-                if found is None or not found.is_file():
-                    raise ConfigError(f"{where}.{key}: file {getattr(e, key)!r} not found")
-                setattr(e, key, str(found))
-        if e.arch:
-            from .. import models
-
-            try:
-                models.resolve(e.arch)
-            except UserError as err:
-                raise ConfigError(f"{where}.arch: {err}") from None
+        info = _check_entry(e, f"{src}: models[{i}] ({e.name})", base)
+        if info is not None:
+            published[e.name] = info
         entries.append(e)
     names = [e.name for e in entries]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -238,7 +234,88 @@ def load_zoo(path: str | Path, overrides: list[str] | None = None) -> ZooSpec:
         raise ConfigError(f"{src}: models: the name {dup[0]!r} is used more than once")
     if {"transfer", "transfer-targeted"} & set(zoo.metrics) and len(entries) < 2:
         raise ConfigError(f"{src}: zoo.metrics: transfer needs at least 2 models")
-    return ZooSpec(zoo, entries, src, table)
+    return ZooSpec(zoo, entries, src, table, published)
+
+
+def _check_entry(e: ModelEntry, where: str, base: Path) -> dict | None:
+    """Check that an entry's keys go together and resolve its paths (in place); returns its
+    RobustBench model info, or None."""
+    from ..models import resolve
+    from ..models.checkpoint import PT_SUFFIXES
+    from ..models.robustbench import NUM_CLASSES, PUBLISHED_FAMILIES
+
+    given = [k for k in ("run", "checkpoint", "arch", "factory") if getattr(e, k)]
+    if len(given) != 1:
+        raise ConfigError(f"{where}: give exactly one of run, checkpoint, arch + weights or "
+                          f"factory (got {', '.join(given) or 'none'})")
+    if not e.factory and bool(e.arch) != bool(e.weights):
+        raise ConfigError(f"{where}: arch and weights go together")
+    if Path(e.checkpoint).suffix.lower() in PT_SUFFIXES:
+        raise ConfigError(f"{where}.checkpoint: {e.checkpoint!r} is a plain state dict, which "
+                          "does not say its architecture; give arch (e.g. \"dm-wrn-28-10\") "
+                          "and weights instead")
+    if e.run:
+        found = _find_run(e.run, base)
+        if found is None:
+            raise ConfigError(f"{where}.run: run folder {e.run!r} not found")
+        e.run = str(found)
+    for key in ("checkpoint", "weights"):
+        if getattr(e, key):
+            found = _find_path(getattr(e, key), base)
+            if found is None or not found.is_file():
+                raise ConfigError(f"{where}.{key}: file {getattr(e, key)!r} not found")
+            setattr(e, key, str(found))
+    published = False
+    if e.arch:
+        try:
+            fam, _ = resolve(e.arch)
+        except UserError as err:
+            raise ConfigError(f"{where}.arch: {err}") from None
+        published = fam.family in PUBLISHED_FAMILIES
+        if published and e.width:
+            raise ConfigError(f"{where}.width: {e.arch} is a published architecture; its "
+                              "width is in its name")
+    if e.dataset and not published:
+        raise ConfigError(f"{where}.dataset: only for a published architecture (dm-wrn-D-W"
+                          "[-swish], dm-preact-resnet-18, trades-wrn-D-W), whose checkpoint's "
+                          "classes and normalisation come from its training set")
+    if e.dataset and e.dataset not in NUM_CLASSES:
+        raise ConfigError(f"{where}.dataset: unknown training set {e.dataset!r} for a published "
+                          f"checkpoint; known: {', '.join(NUM_CLASSES)}")
+    return _model_info(e, where, base)
+
+
+# Keys of RobustBench's model-info files; a JSON beside the weights with none of them is not one.
+_INFO_KEYS = ("name", "architecture", "clean_acc", "autoattack_acc")
+
+
+def _model_info(e: ModelEntry, where: str, base: Path) -> dict | None:
+    """The entry's ``info`` file (an error if unreadable), else a model-info JSON found beside
+    its weights (ignored if unreadable or foreign, as `robustlab eval` does: a stray file must
+    not stop the zoo). Sets ``e.info`` to the file read, for config.toml."""
+    from ..models.robustbench import model_info_path, read_info_file
+
+    if e.info:
+        found = _find_path(e.info, base)
+        if found is None or not found.is_file():
+            raise ConfigError(f"{where}.info: file {e.info!r} not found")
+        e.info = str(found)
+        try:
+            return read_info_file(found)
+        except UserError as err:
+            raise ConfigError(f"{where}.info: {err}") from None
+    weights = e.weights or e.checkpoint
+    found = model_info_path(weights) if weights else None
+    if found is None:
+        return None
+    try:
+        info = read_info_file(found)
+    except UserError:
+        return None
+    if not any(k in info for k in _INFO_KEYS):
+        return None
+    e.info = str(found)
+    return info
 
 
 def zoo_toml_text(spec: ZooSpec) -> str:

@@ -43,10 +43,11 @@ def from_state_dict(path: str | os.PathLike, arch: str, *, num_classes: int, in_
     whole robustlab model's (``normalize.*``, ``net.*``) or the bare network's; published
     architectures (dm-wrn, trades-wrn, ...) normalise as their checkpoints expect."""
     from .registry import create, resolve
-    from .robustbench import PUBLISHED_FAMILIES, build_published, load_strict
+    from .robustbench import PUBLISHED_FAMILIES, build_published, load_published_state, load_strict
 
     fam, _ = resolve(arch)
-    if fam.family in PUBLISHED_FAMILIES:
+    published = fam.family in PUBLISHED_FAMILIES
+    if published:
         model = build_published(arch, dataset, num_classes)
     else:
         model = create(arch, num_classes=num_classes, in_channels=in_channels, norm=norm,
@@ -54,6 +55,8 @@ def from_state_dict(path: str | os.PathLike, arch: str, *, num_classes: int, in_
     state = read_weights(path)
     if any(k.startswith("net.") for k in state):
         load_strict(model, state, str(path), arch)
+    elif published:  # the checkpoint's bare network, perhaps with its mean/std as tensors
+        load_published_state(model, state, str(path), arch)
     else:
         load_strict(model.net, state, str(path), arch)
     return model.to(device).eval()

@@ -112,8 +112,16 @@ def load_published(path: str | os.PathLike, arch: str, dataset: str | None = "ci
     if not arch:
         raise UserError(f"{path}: a .pt state dict does not say its architecture; pass arch= "
                         "(e.g. arch=\"dm-wrn-70-16-swish\", dataset=\"cifar10\")")
-    state = read_state_dict(path)
     model = build_published(arch, dataset, num_classes, **kw)
+    load_published_state(model, read_state_dict(path), str(path), arch)
+    return model.to(device).eval()
+
+
+def load_published_state(model: Classifier, state: dict[str, torch.Tensor], source: str,
+                         arch: str) -> None:
+    """Load a published checkpoint's bare-network ``state`` into ``model.net`` strictly (the
+    ``mean``/``std`` tensors some files carry become the model's normalisation)."""
+    state = dict(state)
     # Some older files of normalising architectures carry the mean and std as tensors (before
     # RobustBench made those buffers non-persistent): then they are the model's normalisation.
     stats = {k: state.pop(k) for k in ("mean", "std") if k in state}
@@ -121,13 +129,12 @@ def load_published(path: str | os.PathLike, arch: str, dataset: str | None = "ci
         c = model.normalize.mean.shape[1]
         for k, v in stats.items():
             if v.numel() != c:
-                raise UserError(f"{path}: {k} has {v.numel()} values for {c} channels")
+                raise UserError(f"{source}: {k} has {v.numel()} values for {c} channels")
             getattr(model.normalize, k).copy_(v.reshape(1, c, 1, 1))
             model.config[k] = [float(t) for t in v.flatten()]
     elif stats:
         state.update(stats)  # reported as unexpected keys below
-    load_strict(model.net, state, str(path), arch)
-    return model.to(device).eval()
+    load_strict(model.net, state, source, arch)
 
 
 def read_model_info(path: str | os.PathLike) -> dict | None:
@@ -136,17 +143,28 @@ def read_model_info(path: str | os.PathLike) -> dict | None:
     as RobustBench writes them (``name``, ``architecture``, ``clean_acc``, ``autoattack_acc``,
     ...; accuracies in percent, as strings or numbers). UserError for a file that is not a JSON
     object."""
+    found = model_info_path(path)
+    return None if found is None else read_info_file(found)
+
+
+def model_info_path(path: str | os.PathLike) -> Path | None:
+    """Where :func:`read_model_info` finds the model info of ``path``, or None."""
     p = Path(path)
     folder = p if p.is_dir() else p.parent
     candidates = [folder / "model_info.json"] if p.is_dir() else \
         [p.with_suffix(".json"), folder / "model_info.json"]
-    for c in candidates:
-        if c.is_file():
-            try:
-                info = json.loads(c.read_text())
-            except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise UserError(f"model info {c} is not valid JSON ({e})") from None
-            if not isinstance(info, dict):
-                raise UserError(f"model info {c} is not a JSON object")
-            return info
-    return None
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def read_info_file(path: str | os.PathLike) -> dict:
+    """A model-info JSON file as a dict; UserError for a file that is not a JSON object. (In
+    RobustBench's own tree the info lies apart from the weights, in ``model_info/<dataset>/
+    <threat>/<name>.json``, so callers may name it.)"""
+    c = Path(path)
+    try:
+        info = json.loads(c.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"model info {c} is not valid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise UserError(f"model info {c} is not a JSON object")
+    return info

@@ -145,6 +145,9 @@ def zoo_report(run_id: str, results: dict) -> str:
                  "<p>Minimal distortions are means over the successful attacks on the correctly "
                  "classified images attacked; success is the share attacked that was broken. "
                  "CLEVER is the mean score over a few images.</p>" + table(header, body))]
+    published = published_section(rows)
+    if published:
+        sections.append(published)
     fam = {r["name"]: r["family"] for r in rows}
     for key, title in (("transfer", "Transferability (untargeted)"),
                        ("transfer_targeted", "Transferability (targeted, least likely)")):
@@ -186,6 +189,36 @@ def zoo_report(run_id: str, results: dict) -> str:
     return page(f"Model zoo {run_id}", sections,
                 subtitle=f"{results['dataset']} {results['split']}, {results['n_examples']} "
                          f"images, {len(rows)} models")
+
+
+def percent(v) -> float | None:
+    """A RobustBench accuracy ("57.20", 57.2) as a float percent; None if absent or not one."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def published_section(rows: list[dict]) -> tuple[str, str] | None:
+    """RobustBench's published numbers (model-info JSON) beside robustlab's clean accuracy, for
+    the models that have them; None when none has."""
+    from .html import table
+
+    have = [r for r in rows if r.get("published")]
+    if not have:
+        return None
+    body = []
+    for r in have:
+        p = r["published"]
+        body.append((r["name"], p.get("name"), p.get("dataset"), p.get("threat_model"),
+                     p.get("eps"), percent(p.get("clean_acc")), 100.0 * r["clean_accuracy"],
+                     percent(p.get("autoattack_acc"))))
+    header = ["model", "published as", "dataset", "threat", "ε", "clean acc % (published)",
+              "clean acc % (robustlab)", "AutoAttack acc % (published)"]
+    return ("Published numbers (RobustBench model info)",
+            "<p>From each model's RobustBench model-info JSON, on RobustBench's own test set and "
+            "AutoAttack run; robustlab's clean accuracy is on this zoo's images.</p>"
+            + table(header, body))
 
 
 def robustness_metrics_from(results: dict) -> list[tuple[str, str]]:
