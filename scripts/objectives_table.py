@@ -17,7 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-ORDER = ["ce", "fgsm-rs", "n-fgsm", "pgd-at", "trades", "weat", "weat-nat"]
+# Single-step methods, then multi-step ones, each followed by its AWP variant (issue 15 added
+# free, pgd-at-awp, trades-awp and mart; examples/fashion-mnist-<objective>.toml each).
+ORDER = ["ce", "fgsm-rs", "n-fgsm", "free", "pgd-at", "pgd-at-awp", "trades", "trades-awp",
+         "mart", "weat", "weat-nat"]
 BASELINE = "fgsm-rs"  # issue 4: PGD-AT, TRADES and WEAT must each beat it
 
 
