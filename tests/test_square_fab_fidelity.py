@@ -140,6 +140,86 @@ def test_square_linf_signs_are_shared_and_every_query_changes_the_point():
         x_best = x_new
 
 
+# -- Square: the ℓ2 and ℓ1 proposal -----------------------------------------------------------
+
+def _masked_proposal(attack: Square, x: torch.Tensor, x_best: torch.Tensor, p: float):
+    """The original's ℓ2/ℓ1 proposal as its code writes it, with two image-sized window masks,
+    drawing the same random numbers in the same order as ``Square._propose_bumps``."""
+    from robustlab.attacks.square import _channel_norm, _double_bump, _random_sign
+
+    n, c, h, w = x.shape
+    eps, norm = attack.threat.eps, attack.threat.norm
+    s = window_side(p, h, w, norm)
+    vh, vw = attack._corner(h, w, s)
+    vh2, vw2 = attack._corner(h, w, s)
+    delta = x_best - x
+    mask1, mask2 = torch.zeros_like(x), torch.zeros_like(x)
+    mask1[:, :, vh:vh + s, vw:vw + s] = 1.0
+    mask2[:, :, vh2:vh2 + s, vw2:vw2 + s] = 1.0
+    norm_both = _channel_norm(delta * torch.maximum(mask1, mask2), norm)
+    old = delta[:, :, vh:vh + s, vw:vw + s]
+    new = _double_bump(s, norm, x.device, x.dtype) * _random_sign((n, c, 1, 1), x)
+    new = new + old / (_channel_norm(old, norm) + 1e-12)
+    norm_img = lp_norm(delta, norm).view(-1, 1, 1, 1)
+    if norm == "l2":
+        budget = ((eps**2 - norm_img**2).clamp_min(0) / c + norm_both**2).sqrt()
+    else:
+        budget = ((eps - norm_img).clamp_min(0) / c + norm_both) * c
+    new = new / _channel_norm(new, norm) * budget
+    delta[:, :, vh2:vh2 + s, vw2:vw2 + s] = 0.0
+    delta[:, :, vh:vh + s, vw:vw + s] = new
+    if norm == "l2":
+        return (x + eps * delta / lp_norm(delta, "l2").view(-1, 1, 1, 1)).clamp(0, 1)
+    return attack.threat.project(x + delta, x)
+
+
+@pytest.mark.parametrize("norm,eps", [("l2", 1.0), ("l1", 6.0)])
+def test_square_window_only_proposal_is_the_originals_masked_one(norm, eps):
+    """robustlab computes the mass of the two windows from the windows and their overlap, never
+    building image-sized masks (the cost that made its ℓ2 Square slow per query); the proposal
+    must be the original's, overlapping windows or not, on three channels, at every window size
+    of the schedule."""
+    attack = Square(LpThreat(norm, eps))
+    x = torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    x_best = attack._init_bumps(x)
+    for i, it in enumerate((0, 20, 100, 300, 700, 1500, 3000, 5000, 7000, 9000) * 3):
+        torch.manual_seed(100 + i)
+        ref = _masked_proposal(attack, x, x_best.clone(), attack.p_at(it))
+        torch.manual_seed(100 + i)
+        ours = attack._propose_bumps(x, x_best.clone(), attack.p_at(it))
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+        assert bool(attack.threat.contains(ours, x).all())
+        x_best = ours
+
+
+def test_square_compact_loop_keeps_every_examples_best_point():
+    """The loop keeps the examples still being queried in compact tensors and writes each back
+    when it breaks: every example must come back with its own point (inside its own ball) and
+    its own query count, whatever order they break in."""
+    torch.manual_seed(0)
+    w = torch.randn(4, 64)
+
+    class Linear(nn.Module):
+        def forward(self, z):
+            return z.flatten(1) @ w.t()
+
+    x = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    y = Linear()(x).argmax(1)
+    for norm, eps in (("linf", 0.08), ("l2", 0.6), ("l1", 3.0)):
+        torch.manual_seed(1)
+        res = Square(LpThreat(norm, eps), n_queries=200)(Linear(), x, y)
+        assert bool(LpThreat(norm, eps).contains(res.x_adv, x).all())
+        assert torch.equal(res.success, Linear()(res.x_adv).argmax(1) != y)
+        q = res.extras["queries"]
+        # Some broken early, some late, some never: the write-back handled all three.
+        assert 0 < int(res.success.sum()) < len(x), norm
+        assert bool((q[~res.success] == 201).all()) and bool((q[res.success] < 201).all())
+        assert len(set(q[res.success].tolist())) > 1, norm
+        # A point that did not break stays at the clean input, never someone else's point.
+        assert torch.equal(res.x_adv[~res.success], x[~res.success])
+
+
 # -- Square: breaks a small trained model in each norm -----------------------------------------
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.25), ("l2", 2.5), ("l1", 6.0)])

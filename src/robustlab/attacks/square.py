@@ -44,6 +44,16 @@ Deliberate differences, each at least as strong as the original and costing no e
   redraws such signs too; AutoAttack's port spends the query.
 - An example counts as broken once its margin is negative (the final ``argmax`` decides ties);
   the original stops attacking at margin ``≤ 0``.
+
+Cost: a query should cost its forward pass. The examples still being queried are kept in compact
+tensors, rebuilt only when one breaks (the original gathers them out of the full batch and
+scatters them back on every query), and the ℓ2/ℓ1 proposal touches whole images only three times
+(the perturbation, its norm, the rescale or projection): the mass of the two windows comes from
+the windows and their overlap rather than from two image-sized masks, and the double bump of each
+window size is built once. On 50 Fashion-MNIST images with cnn-small, one thread, this took ℓ2
+Square from 1.21× to 1.15× the time of its forward passes, and its own work per query at a batch
+of 50 from 1.7 to 1.0 ms (ℓ1 3.0 to 1.9 ms, ℓ∞ 0.64 to 0.47 ms); the points and query counts are
+the original loop's to float rounding (``tests/test_square_fab_fidelity.py``).
 """
 
 from __future__ import annotations
@@ -107,19 +117,27 @@ def _bump(a: int, b: int, power: int, device, dtype) -> torch.Tensor:
     return tail[torch.maximum(ri[:, None], rj[None, :])]
 
 
-def _double_bump(s: int, norm: str, device, dtype) -> torch.Tensor:
+def _double_bump(s: int, norm: str, device, dtype,
+                 cache: dict | None = None) -> torch.Tensor:
     """Two bumps of opposite sign in the two halves of an ``s × s`` square, randomly transposed,
     of unit norm: the ℓ2 update of the paper (Alg. 3), and its ℓ1 variant with ring weights
-    1/(k+1)⁴ and unit ℓ1 norm (AutoAttack's code)."""
-    power, p = (2, 2) if norm == "l2" else (4, 1)
+    1/(k+1)⁴ and unit ℓ1 norm (AutoAttack's code). ``cache`` keeps the untransposed square per
+    side, since building it is some twenty small tensor operations per query; the transposition
+    is drawn every call, so the random stream is the same with or without it."""
+    key = (s, norm, device, dtype)
+    out = None if cache is None else cache.get(key)
+    if out is None:
+        power, p = (2, 2) if norm == "l2" else (4, 1)
 
-    def unit(t: torch.Tensor) -> torch.Tensor:
-        size = t.norm() if p == 2 else t.abs().sum()
-        return t / size.clamp_min(1e-12)
+        def unit(t: torch.Tensor) -> torch.Tensor:
+            size = t.norm() if p == 2 else t.abs().sum()
+            return t / size.clamp_min(1e-12)
 
-    top = unit(_bump(s // 2, s, power, device, dtype))
-    bottom = -unit(_bump(s - s // 2, s, power, device, dtype))
-    out = unit(torch.cat([top, bottom], 0))
+        top = unit(_bump(s // 2, s, power, device, dtype))
+        bottom = -unit(_bump(s - s // 2, s, power, device, dtype))
+        out = unit(torch.cat([top, bottom], 0))
+        if cache is not None:
+            cache[key] = out
     if bool(torch.rand(()) > 0.5):
         out = out.t()
     return out
@@ -130,6 +148,25 @@ def _channel_norm(t: torch.Tensor, norm: str) -> torch.Tensor:
     if norm == "l2":
         return t.pow(2).sum((2, 3), keepdim=True).sqrt()
     return t.abs().sum((2, 3), keepdim=True)
+
+
+def _union_norm(delta: torch.Tensor, a: tuple[int, int], b: tuple[int, int], s: int,
+                norm: str) -> torch.Tensor:
+    """:func:`_channel_norm` of ``delta`` over the union of the two ``s × s`` windows with
+    corners ``a`` and ``b``, from the windows and their overlap alone (inclusion-exclusion on
+    squared ℓ2 or on ℓ1 mass): the original builds two image-sized masks per query for this."""
+    def part(r0: int, c0: int, hh: int, ww: int) -> torch.Tensor:
+        t = delta[:, :, r0:r0 + hh, c0:c0 + ww]
+        return t.pow(2).sum((2, 3), keepdim=True) if norm == "l2" else \
+            t.abs().sum((2, 3), keepdim=True)
+
+    total = part(*a, s, s) + part(*b, s, s)
+    oh = min(a[0], b[0]) + s - max(a[0], b[0])
+    ow = min(a[1], b[1]) + s - max(a[1], b[1])
+    if oh > 0 and ow > 0:
+        total = total - part(max(a[0], b[0]), max(a[1], b[1]), oh, ow)
+    total = total.clamp_min(0)  # the subtraction can round a hair below zero
+    return total.sqrt() if norm == "l2" else total
 
 
 class Square(Attack):
@@ -175,6 +212,7 @@ class Square(Attack):
         self.n_queries, self.restarts = int(n_queries), int(restarts)
         self.p_init = float(p_init)
         self.rescale_schedule = bool(rescale_schedule)
+        self._bumps: dict = {}
 
     def p_at(self, iteration: int) -> float:
         """The fraction of pixels changed at loop iteration ``iteration`` (0-based)."""
@@ -214,8 +252,8 @@ class Square(Attack):
         """ℓ2: rescale to norm ε and clip (the original's step); ℓ1: project onto the threat
         model."""
         if self.threat.norm == "l2":
-            size = lp_norm(delta, "l2").clamp_min(1e-12).view(-1, 1, 1, 1)
-            return (x + self.threat.eps * delta / size).clamp(0, 1)
+            scale = self.threat.eps / lp_norm(delta, "l2").clamp_min(1e-12)
+            return torch.addcmul(x, delta, scale.view(-1, 1, 1, 1)).clamp_(0, 1)
         return self.threat.project(x + delta, x)
 
     def _init_bumps(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,36 +267,35 @@ class Square(Attack):
                 vh, vw = start + i * s, start + j * s
                 if vh < 0 or vw < 0 or vh + s > h or vw + s > w:
                     continue
-                bump = _double_bump(s, norm, x.device, x.dtype)
+                bump = _double_bump(s, norm, x.device, x.dtype, self._bumps)
                 delta[:, :, vh:vh + s, vw:vw + s] += bump * _random_sign((n, c, 1, 1), x)
         return self._finish(x, delta)
 
     def _propose_bumps(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
+        """One ℓ2/ℓ1 proposal for every example of the batch. Only three operations touch whole
+        images (the perturbation, its norm, the final rescale or projection); everything else
+        works on the two windows, so a query costs little more than its forward pass."""
         n, c, h, w = x.shape
         eps, norm = self.threat.eps, self.threat.norm
         s = window_side(p, h, w, norm)
         vh, vw = self._corner(h, w, s)
         vh2, vw2 = self._corner(h, w, s)
-        win = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
-        win2 = (slice(None), slice(None), slice(vh2, vh2 + s), slice(vw2, vw2 + s))
         delta = x_best - x
+        win = delta[:, :, vh:vh + s, vw:vw + s]
         # The mass of both windows, per channel, is what the new window may redistribute.
-        both = torch.zeros_like(x[:1])
-        both[win] = 1.0
-        both[win2] = 1.0
-        norm_both = _channel_norm(delta * both, norm)
-        norm_win = _channel_norm(delta[win], norm)
+        norm_both = _union_norm(delta, (vh, vw), (vh2, vw2), s, norm)
+        norm_win = _channel_norm(win, norm)
         norm_img = lp_norm(delta, norm).view(-1, 1, 1, 1)
-        new = _double_bump(s, norm, x.device, x.dtype) * _random_sign((n, c, 1, 1), x)
-        new = new + delta[win] / (norm_win + 1e-12)
+        new = _double_bump(s, norm, x.device, x.dtype, self._bumps) * _random_sign((n, c, 1, 1), x)
+        new = new + win / (norm_win + 1e-12)
         if norm == "l2":
             budget = ((eps**2 - norm_img**2).clamp_min(0) / c + norm_both**2).sqrt()
         else:
             # The original's ℓ1 rule, factor c included; the projection trims any excess.
             budget = ((eps - norm_img).clamp_min(0) / c + norm_both) * c
-        new = new / _channel_norm(new, norm).clamp_min(1e-12) * budget
-        delta[win2] = 0.0
-        delta[win] = new
+        new = new * (budget / _channel_norm(new, norm).clamp_min(1e-12))
+        delta[:, :, vh2:vh2 + s, vw2:vw2 + s] = 0.0
+        delta[:, :, vh:vh + s, vw:vw + s] = new
         return self._finish(x, delta)
 
     # -- the attack ----------------------------------------------------------------------------
@@ -271,27 +308,48 @@ class Square(Attack):
 
     def _single_run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Random search on ``x``: the best point per example, its margin, queries spent."""
+        """Random search on ``x``: the best point per example, its margin, queries spent.
+
+        The examples still being queried live in their own compact tensors (``xa``, ``xb``, ...),
+        rebuilt only when one of them breaks: most never do, so a query gathers and scatters
+        nothing and costs its forward pass plus a handful of operations on the batch."""
         linf = self.threat.norm == "linf"
+        margin_loss = self.loss == "margin"
         x_best = self._init_linf(x) if linf else self._init_bumps(x)
         propose = self._propose_linf if linf else self._propose_bumps
         logits = model(x_best)
-        margin, loss = _margin(logits, y), self._loss(logits, y)
+        margin = _margin(logits, y)
+        loss = margin.clone() if margin_loss else self._loss(logits, y)
         queries = torch.ones(len(x), dtype=torch.long, device=x.device)
+        act = (margin >= 0).nonzero().flatten()
+        xa, xb, ya, la, ma = x[act], x_best[act], y[act], loss[act], margin[act]
+        spent = 0  # loop iterations so far: each example in ``act`` took one query in each
+
+        def write_back(keep: torch.Tensor | None) -> None:
+            """Store the examples not in ``keep`` (all if None) into the full tensors."""
+            leave = slice(None) if keep is None else ~keep
+            idx = act[leave]
+            x_best[idx], loss[idx], margin[idx] = xb[leave], la[leave], ma[leave]
+            queries[idx] += spent
+
         for i in range(self.n_queries):
-            active = (margin >= 0).nonzero().flatten()
-            if len(active) == 0:
+            if len(act) == 0:
                 break
-            ya = y[active]
-            x_new = propose(x[active], x_best[active], self.p_at(i))
+            x_new = propose(xa, xb, self.p_at(i))
             logits = model(x_new)
-            queries[active] += 1
-            m_new, l_new = _margin(logits, ya), self._loss(logits, ya)
-            better = (l_new < loss[active]) | (m_new < 0)
-            idx = active[better]
-            x_best[idx] = x_new[better]
-            loss[idx] = l_new[better]
-            margin[idx] = m_new[better]
+            spent += 1
+            m_new = _margin(logits, ya)
+            l_new = m_new if margin_loss else self._loss(logits, ya)
+            better = (l_new < la) | (m_new < 0)
+            xb = torch.where(better.view(-1, 1, 1, 1), x_new, xb)
+            la, ma = torch.where(better, l_new, la), torch.where(better, m_new, ma)
+            broken = ma < 0
+            if bool(broken.any()):
+                keep = ~broken
+                write_back(keep)
+                act, xa, xb, ya, la, ma = act[keep], xa[keep], xb[keep], ya[keep], la[keep], \
+                    ma[keep]
+        write_back(None)
         return x_best, margin, queries
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
