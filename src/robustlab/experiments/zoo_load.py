@@ -52,9 +52,9 @@ def _load_entry(e: ModelEntry, spec, device: torch.device, info: dict | None) ->
     if e.run or e.checkpoint:
         model = models.load_model(e.run or e.checkpoint, which=e.which, device=str(device))
         if getattr(model, "config", {}).get("norm") == "mixbn":
-            from ..training.trainer import _Routed
+            from ..training.routing import Routed
 
-            model = _Routed(model, "clean")
+            model = Routed(model, "clean")
         return model.eval()
     from ..models.external import read_weights
     from ..models.robustbench import PUBLISHED_FAMILIES, load_strict

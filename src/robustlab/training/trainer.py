@@ -4,19 +4,20 @@ Data stays on the training device as uint8 and is converted and augmented there 
 airbench way: no data-loader bottleneck). Every step's randomness comes from the global torch RNG
 and from a per-epoch generator for the data order, and both are saved in checkpoints, so a resumed
 run on CPU ends with the same weights, bit for bit, as an uninterrupted one.
+
+This module is the loop and the steps; the epoch's validation is in `validation.py`, the
+checkpointed state (counters, optimiser, RNG) in `train_state.py`, the optimiser in `optim.py`
+and the mixture-BN route pinning in `routing.py`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..analysis.energy import energy_summary
-from ..attacks.base import model_mode
 from ..config import Config
 from ..data import ImageData
 from ..data.augment import Augment
@@ -26,44 +27,17 @@ from ..passes import PassCount, count_passes
 from ..progress import progress_bar
 from ..runs import Run
 from ..threat import LpThreat
-from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import ModelEMA
-from .objectives import forward, get_objective
+from .objectives import get_objective
+from .optim import make_optimizer, param_groups
+from .routing import Routed
 from .schedule import lr_at
+from .train_state import TrainState, load_training, save_training
+from .validation import catastrophic_overfitting, validate
 
-
-@dataclass
-class TrainState:
-    epoch: int = 0            # epochs finished
-    batch: int = 0            # batches finished in the current epoch
-    step: int = 0             # optimiser steps in all
-    best_robust: float = -1.0
-    best_epoch: int = -1
-    passes: PassCount = field(default_factory=PassCount)
-    wall_seconds: float = 0.0
-
-
-def param_groups(model: nn.Module, weight_decay: float, exclude_norm_bias: bool) -> list[dict]:
-    """Weight decay on weights only: decaying norm scales and biases hurts and has no
-    regularising purpose (Goyal et al., 2017)."""
-    if not exclude_norm_bias:
-        return [{"params": [p for p in model.parameters() if p.requires_grad],
-                 "weight_decay": weight_decay}]
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, cfg.wd_exclude_norm_bias)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov and cfg.momentum > 0)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+# Importable from here as before the split (experiments/ and bench/ use them).
+_Routed = Routed
+__all__ = ["Trainer", "TrainState", "make_optimizer", "param_groups"]
 
 
 class Trainer:
@@ -198,7 +172,7 @@ class Trainer:
             x_adv = None
             if self.adversary is not None:
                 # With mixture BN the adversary attacks through the adversarial BN set.
-                target = _Routed(self.model, "adv") if self.mixbn else self.model
+                target = Routed(self.model, "adv") if self.mixbn else self.model
                 x_adv = self.adversary(target, x, y).x_adv
             awp_diff = None
             if self.awp is not None and self.state.epoch >= self.awp_warmup:
@@ -258,97 +232,24 @@ class Trainer:
         return contextlib.nullcontext()
 
     # ------------------------------------------------------------------ validation
-    @torch.no_grad()
-    def _logits(self, model, x, route):
-        return forward(model, x, route)
-
-    def _attack_subset(self, model, d: ImageData, n: int, route: str | None,
-                       with_fgsm: bool):
-        """Natural, PGD and (optionally) FGSM logits on the first ``n`` examples of ``d``."""
-        from ..attacks.fgsm import FGSM
-        from ..attacks.pgd import PGD
-
-        steps = self.tc.val_attack_steps
-        pgd = PGD(self.threat, steps=steps, step_size=2.5 * self.threat.eps / steps,
-                  restarts=1, random_start=True, early_stop=False)
-        fgsm = FGSM(self.threat) if with_fgsm and self.threat.norm == "linf" else None
-        target = model if route is None else _Routed(model, route)
-        nat, adv, fg, ys = [], [], [], []
-        with model_mode(model, False):
-            for idx in iterate_batches(n, 500, shuffle=False):
-                x = d.images[idx.to(d.images.device)].to(self.device, torch.float32) / 255
-                y = d.labels[idx.to(d.labels.device)].to(self.device)
-                nat.append(self._logits(model, x, route))
-                adv.append(self._logits(model, pgd(target, x, y).x_adv, route))
-                if fgsm is not None:
-                    fg.append(self._logits(model, fgsm(target, x, y).x_adv, route))
-                ys.append(y)
-        return (torch.cat(nat), torch.cat(adv), torch.cat(fg) if fg else None, torch.cat(ys))
-
     def validate(self, model: nn.Module | None = None, energies_on_train: bool = True) -> dict:
         """Clean, FGSM and PGD accuracy on the validation split; natural and adversarial
-        energies on validation and on a fixed training subset of the same size."""
+        energies on validation and on a fixed training subset of the same size
+        (training/validation.py)."""
         model = model or self.model
-        d = self.val_data
-        if d is None or len(d) == 0:
-            return {}
-        n = len(d) if self.tc.val_n == 0 else min(self.tc.val_n, len(d))
         route = self.cfg.model.test_bn if getattr(model, "config", {}).get("norm") == "mixbn" \
             else None
-        nat, adv, fg, ys = self._attack_subset(model, d, n, route, with_fgsm=True)
-        out = {"val_clean_accuracy": float((nat.argmax(1) == ys).float().mean()),
-               "val_robust_accuracy": float((adv.argmax(1) == ys).float().mean()),
-               "val_n": n, "val_attack": f"pgd-{self.tc.val_attack_steps}",
-               # Cross-entropy of the validation logits: the curve robust overfitting shows in.
-               "val_loss": float(torch.nn.functional.cross_entropy(nat.float(), ys)),
-               "val_robust_loss": float(torch.nn.functional.cross_entropy(adv.float(), ys))}
-        if fg is not None:
-            out["val_fgsm_accuracy"] = float((fg.argmax(1) == ys).float().mean())
-        out.update(energy_summary(nat, adv, ys, prefix="val_"))
-        if energies_on_train:
-            nt = min(n, len(self.train_data))
-            tn, ta, _, ty = self._attack_subset(model, self.train_data, nt, route, False)
-            out["train_subset_robust_accuracy"] = float((ta.argmax(1) == ty).float().mean())
-            out.update(energy_summary(tn, ta, ty, prefix="train_"))
-        return out
+        return validate(model, self.val_data, self.train_data, self.threat, self.tc,
+                        self.device, route, energies_on_train)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> None:
-        if not self.run.writer:
-            return
-        s = self.state
-        state = {
-            "epoch": s.epoch, "batch": s.batch, "step": s.step,
-            "best_robust": s.best_robust, "best_epoch": s.best_epoch,
-            "forward_examples": s.passes.forward, "backward_examples": s.passes.backward,
-            "wall_seconds": s.wall_seconds,
-            "optimizer": self.optimizer.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-        }
-        if self.free is not None and self.free.state() is not None:
-            state["free_delta"] = self.free.state()
-        if torch.cuda.is_available():
-            state["rng_cuda"] = torch.cuda.get_rng_state_all()
-        save_checkpoint(self.run.path, self.model.state_dict(), state,
-                        self.ema.state_dict() if self.ema else None)
+        save_training(self.run, self.model, self.optimizer, self.state, self.free, self.ema)
 
     def resume(self) -> None:
-        model_state, st, ema_state = load_checkpoint(self.run.path, self.device)
-        self.model.load_state_dict(model_state)
-        if self.ema is not None and ema_state is not None:
-            self.ema.load_state_dict(ema_state)
-        self.optimizer.load_state_dict(st["optimizer"])
-        if self.free is not None:
-            self.free.load(st.get("free_delta"), self.device)
-        torch.set_rng_state(st["rng_cpu"].cpu())
-        if "rng_cuda" in st and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([t.cpu() for t in st["rng_cuda"]])
-        self._seed_rank(int(st["step"]))
-        self.state = TrainState(
-            epoch=int(st["epoch"]), batch=int(st["batch"]), step=int(st["step"]),
-            best_robust=float(st["best_robust"]), best_epoch=int(st["best_epoch"]),
-            passes=PassCount(int(st["forward_examples"]), int(st["backward_examples"])),
-            wall_seconds=float(st["wall_seconds"]))
+        self.state = load_training(self.run, self.device, self.model, self.optimizer,
+                                   self.free, self.ema)
+        self._seed_rank(self.state.step)
 
     def _save_weights(self, name: str, model: nn.Module) -> None:
         from ..models import save_model
@@ -399,13 +300,7 @@ class Trainer:
                       "train_flops": s.passes.flops(self.forward_flops), **s.passes.as_dict()}
             if s.epoch % tc.val_every == 0 or s.epoch == self.epochs:
                 record.update(self.validate())
-                prev = self._last_val
-                if (self.tc.objective in ("fgsm-rs", "n-fgsm") and prev
-                        and "val_fgsm_accuracy" in record
-                        and record["val_robust_accuracy"] < prev["val_robust_accuracy"] - 0.2
-                        and record["val_fgsm_accuracy"] > prev["val_fgsm_accuracy"]):
-                    # Catastrophic overfitting (Wong et al., 2020): PGD accuracy collapses
-                    # while accuracy against the single-step attack it trains on rises.
+                if catastrophic_overfitting(self.tc.objective, self._last_val, record):
                     record["catastrophic_overfitting"] = True
                 self._last_val = {k: record[k] for k in ("val_robust_accuracy",
                                                          "val_fgsm_accuracy") if k in record}
@@ -434,18 +329,8 @@ class Trainer:
         held out of training; D is the images processed so far."""
         from .scaling_metrics import scaling_metrics
 
-        target = _Routed(self.model, self.cfg.model.test_bn) if self.mixbn else self.model
+        target = Routed(self.model, self.cfg.model.test_bn) if self.mixbn else self.model
         out = scaling_metrics(target, self.val_data, self.threat, self.tc.metric_n, self.device)
         out["images_processed"] = self.state.step * self.tc.batch_size
         return out
 
-
-class _Routed(nn.Module):
-    """A mixture-BN model pinned to one BN route, so attacks can call it with x alone."""
-
-    def __init__(self, model: nn.Module, route: str):
-        super().__init__()
-        self.model, self.route = model, route
-
-    def forward(self, x):
-        return self.model(x, bn=self.route)
