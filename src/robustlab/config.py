@@ -5,34 +5,30 @@ table and the dataclass fields together, so an unknown key, a value of the wrong
 out-of-range value is one :class:`~robustlab.errors.ConfigError` naming the file and the dotted
 key. Command-line ``--set section.key=value`` overrides are parsed as TOML values and go through
 the same checks. Range and choice rules live in each field's metadata, next to the default.
+
+This module holds the sections and :func:`load_config`; the checking is in `config_rules.py`
+and TOML reading, overrides and writing in `config_toml.py` (their names are importable from here
+as before the split).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import sys
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from .config_rules import build, opt, validate_names
+from .config_toml import _toml_value, apply_overrides, parse_override, read_toml, to_toml
 from .errors import ConfigError
 
-
-def opt(default: Any, *, lo: float | None = None, hi: float | None = None,
-        lo_open: bool = False, choices: tuple | None = None, doc: str = "") -> Any:
-    """A dataclass field with validation rules; ``lo_open`` makes the lower bound strict."""
-    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "doc": doc}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
-    return field(default=default, metadata=meta)
+__all__ = [
+    "AttackSection", "Config", "ConfigError", "DataSection", "EvalSection", "ModelSection",
+    "RunSection", "SpatialSection", "TrainSection", "_toml_value", "apply_overrides", "build",
+    "config_to_toml", "load_config", "opt", "parse_override", "read_toml", "to_toml",
+    "validate_names",
+]
 
 
 # ----------------------------------------------------------------------------- sections
@@ -167,179 +163,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# ----------------------------------------------------------------------------- checking
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{where}: expected {tp}, got {value!r}")
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if tp is list or origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return list(value)
-    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")  # pragma: no cover
-
-
-def _check_range(value: Any, meta: dict, where: str) -> None:
-    choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
-            op = ">" if meta.get("lo_open") else ">="
-            raise ConfigError(f"{where}: must be {op} {lo}, got {value}")
-        if hi is not None and value > hi:
-            raise ConfigError(f"{where}: must be <= {hi}, got {value}")
-
-
-def build(cls: type, table: dict, where: str) -> Any:
-    """Build dataclass ``cls`` from a TOML table, checking every key."""
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: expected a table, got {table!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - set(fields))
-    if unknown:
-        prefix = f"{where}." if where and not where.endswith(":") else where
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known keys: "
-                          f"{', '.join(sorted(fields))})")
-    kwargs = {}
-    for name, value in table.items():
-        key = f"{where}.{name}" if where and not where.endswith(":") else f"{where}{name}"
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = build(tp, value, key)
-            continue
-        value = _coerce(value, tp, key)
-        _check_range(value, fields[name].metadata, key)
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
-def validate_names(cfg: Config, source: str) -> None:
-    """Checks that need the registries: dataset, model and objective names, ε ranges."""
-    from .errors import UserError
-
-    checks = [
-        ("data.name", lambda: _check_dataset(cfg.data.name)),
-        ("model.arch", lambda: _check_arch(cfg.model.arch)),
-        ("train.objective", lambda: _check_objective(cfg.train.objective)),
-        ("eval.attacks", lambda: _check_attacks(cfg.eval.attacks)),
-    ]
-    for key, check in checks:
-        try:
-            check()
-        except UserError as e:
-            raise ConfigError(f"{source}: {key}: {e}") from None
-    for key, sec in (("train.attack", cfg.train.attack), ("eval.attack", cfg.eval.attack)):
-        if sec.norm == "linf" and sec.eps > 1:
-            raise ConfigError(f"{source}: {key}.eps: an linf eps above 1 leaves the [0, 1] "
-                              f"pixel range, got {sec.eps}")
-
-
-def _check_dataset(name: str) -> None:
-    from . import data
-
-    data.get_spec(name)
-
-
-def _check_arch(name: str) -> None:
-    from . import models
-
-    models.resolve(name)
-
-
-def _check_objective(name: str) -> None:
-    from .training import objectives
-
-    objectives.get_objective(name)
-
-
-def _check_attacks(names: list) -> None:
-    from .attacks import registry
-    from .attacks.autoattack import VERSIONS
-    from .errors import UserError
-
-    for n in names:
-        n = str(n)
-        if n.startswith("autoattack-"):
-            if n.split("-", 1)[1] not in VERSIONS[:-1]:
-                raise UserError(f"unknown suite {n!r}; known: "
-                                + ", ".join(f"autoattack-{v}" for v in VERSIONS[:-1]))
-            continue
-        registry.get_attack_class(n)
-
-
 # ----------------------------------------------------------------------------- loading
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``train.lr=0.05`` -> (["train", "lr"], 0.05); the value is read as TOML, falling back to a
-    bare string so that ``--set model.arch=wrn-28-10`` needs no quotes."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text}: expected section.key=value")
-    key, raw = text.split("=", 1)
-    path = [p for p in key.strip().split(".") if p]
-    if not path:
-        raise ConfigError(f"--set {text}: empty key")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return path, value
-
-
-def apply_overrides(table: dict, overrides: list[str]) -> dict:
-    for text in overrides:
-        path, value = parse_override(text)
-        node = table
-        for p in path[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {text}: {p} is not a section")
-        node[path[-1]] = value
-    return table
-
-
-def read_toml(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a UTF-8 text file") from None
-
 
 def _field_type(path: list[str]) -> Any:
     """The annotation of the config key at ``path`` (None if there is no such key)."""
@@ -389,39 +213,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if check_names:
         validate_names(cfg, source)
     return cfg
-
-
-# ----------------------------------------------------------------------------- writing
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
-    if isinstance(v, str):
-        escaped = v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def to_toml(table: dict, prefix: str = "") -> str:
-    """Write a nested dict as TOML (scalars first, then sub-tables), enough for configs."""
-    lines: list[str] = []
-    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
-    if prefix and scalars:
-        lines.append(f"[{prefix}]")
-    for k, v in scalars.items():
-        lines.append(f"{k} = {_toml_value(v)}")
-    if scalars:
-        lines.append("")
-    for k, v in tables.items():
-        lines.append(to_toml(v, f"{prefix}.{k}" if prefix else k))
-    return "\n".join(lines)
 
 
 def config_to_toml(cfg: Config) -> str:
