@@ -249,3 +249,15 @@ def test_cli_models_list_and_info(capsys):
     assert "(3, 24, 182, 3)" in capsys.readouterr().out
     assert cli_main(["models", "info", "resnet-7"]) == 2
     assert cli_main(["models", "list", "--input-size", "3,32"]) == 2
+
+
+def test_cnn_small_hidden_scales_the_fully_connected_layers():
+    def count(**kw):
+        m = create("cnn-small", num_classes=10, in_channels=1, norm="none", image_size=28, **kw)
+        return sum(p.numel() for p in m.parameters())
+
+    assert count() == count(hidden=200) == 312_202
+    # width 4 / hidden 25: convs 1068 parameters, fc 128*25+25 + 25*25+25 + 25*10+10
+    assert count(width=4, hidden=25) == 1068 + 3225 + 650 + 260
+    with pytest.raises(UserError, match="unknown option.*hidden"):
+        create("resnet-18", num_classes=10, in_channels=1, norm="bn", image_size=28, hidden=8)

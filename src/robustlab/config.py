@@ -64,6 +64,8 @@ class ModelSection:
     arch: str = opt("cnn-small", doc="a name from `robustlab models list`")
     norm: str = opt("bn", choices=("bn", "mixbn", "gn", "none"))
     width: int = opt(0, lo=0, doc="base width override (0: the architecture's own)")
+    hidden: int = opt(0, lo=0, doc="cnn-small: units of its two hidden fully connected layers "
+                                   "(0: its own 200)")
     test_bn: str = opt("clean", choices=("clean", "adv"),
                        doc="with mixbn, which BN set evaluation uses")
 

@@ -73,6 +73,8 @@ def build_model(cfg: Config, spec) -> torch.nn.Module:
     kw = {}
     if cfg.model.width:
         kw["width"] = cfg.model.width
+    if cfg.model.hidden:
+        kw["hidden"] = cfg.model.hidden  # models.create names the families that take it
     return models.create(cfg.model.arch, num_classes=spec.num_classes,
                          in_channels=spec.in_channels, norm=cfg.model.norm, mean=spec.mean,
                          std=spec.std, image_size=spec.image_size, **kw)
