@@ -130,3 +130,28 @@ def test_bad_csv_is_one_error(tmp_path, capsys, case):
     assert len(err) == 1 and "error" in err[0]
     assert {"missing": "train_flops", "nonpositive": "params", "few": "5 parameters"}[case] \
         in err[0]
+
+
+def test_final_points_and_identification_warnings():
+    """Curves of 3 points per run: "final" fits one point per run; a law whose N term is dead
+    over the runs (alpha large, N barely varies) is reported as not identified."""
+    rows = []
+    for n in (1e5, 1.2e5, 1.4e5):
+        for d_end in np.geomspace(1e6, 1e8, 6):
+            for frac in (0.25, 0.5, 1.0):
+                d = d_end * frac
+                rows.append({"params": n, "data": d, "loss": 400 / d ** 0.3 + 0.4,
+                             "train_flops": 20 * n * d, "run": f"{n:.0f}-{d_end:.0f}"})
+    t = RunTable.from_rows(rows)
+    r = analyse(t, resamples=20, quiet=True)
+    assert r["n_points"] == 18 and r["points_fitted"] == "final"
+    assert len(r["points"]) == 54 and sum(p["in_fit"] for p in r["points"]) == 18
+    assert r["term_shares"]["N"] < 0.02 or r["parametric"]["alpha"] < 0.05
+    assert any("not identified" in w or "pinned down" in w for w in r["warnings"])
+    assert analyse(t, resamples=5, points="all", quiet=True)["n_points"] == 54
+    with pytest.raises(Exception, match="points"):
+        analyse(t, resamples=5, points="some", quiet=True)
+
+
+def test_well_spanned_law_has_no_warnings(fit):
+    assert fit["warnings"] == [], fit["warnings"]

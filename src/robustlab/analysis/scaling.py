@@ -3,7 +3,13 @@
 - Approach 1: the envelope (Pareto front) of loss against training FLOPs over all runs' metric
   epochs, and power laws N*(C), D*(C), L*(C) fitted to the runs on it.
 - Approach 2: the parametric law of :mod:`.scaling_fit` (with FID shifts when the table has FID),
-  a bootstrap over runs for 95% intervals of every parameter and derived quantity.
+  a bootstrap over runs for 95% intervals of every parameter and derived quantity. By default
+  the law is fitted to each run's *final* point, as Hoffmann et al. (2022) fit final losses:
+  a point taken mid-run sits before the end of its learning-rate schedule, so its loss is higher
+  than a run of that length would reach (their §3.1), which biases the D exponent. ``points =
+  "all"`` fits every metric epoch instead. The fit also reports which terms the points identify
+  (the largest share of the predicted loss each term takes) and warns when one is a tiny share
+  everywhere or E sits at its bound.
 - Loss → robust accuracy: a logistic regression of accuracy on log loss over the runs (the target
   is named in the results), which turns predicted losses into accuracies and gives the plateau,
   the accuracy as C → ∞ (loss → E + c_E·q).
@@ -22,10 +28,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..progress import progress_bar
-from .scaling_fit import LawData, fit_law, n_params, predict_raw, refit
+from .scaling_fit import LawData, best_starts, fit_law, n_params, predict_raw, refit, term_shares
 from .scaling_table import RunTable
 
 DEFAULT_RESAMPLES = 1000  # ≥ 1000 bootstrap resamples (Besiroglu et al. use 4000)
+IDENTIFIED_SHARE = 0.02   # a term below 2% of every predicted loss is not identified
+POINTS = ("final", "all")
 BUDGETS = [10.0 ** k for k in range(15, 25)]
 
 
@@ -118,11 +126,12 @@ def bootstrap(t: RunTable, data: LawData, theta: np.ndarray, k: float, q: float,
     rows = {r: t.rows_of([r]) for r in runs}
     samples: list[dict] = []
     failed = 0
+    extra = best_starts(data, 4)
     with progress_bar("bootstrap", total=resamples, unit="fit", quiet=quiet) as bar:
         for _ in range(resamples):
             pick = rng.integers(0, len(runs), len(runs))
             idx = np.concatenate([rows[runs[j]] for j in pick])
-            th, ok = refit(theta, data.take(idx))
+            th, ok = refit(theta, data.take(idx), extra)
             failed += not ok
             sub = t.take(idx)
             sreg = fit_accuracy(sub.loss, sub.accuracy) if reg is not None else None
@@ -151,9 +160,15 @@ def _named(theta: np.ndarray) -> dict:
 
 def analyse(t: RunTable, *, resamples: int = DEFAULT_RESAMPLES, fid_ref: float | None = None,
             fid: float | None = None, holdout: float = 0.2, budgets=None, seed: int = 0,
-            accuracy_target: str = "accuracy", quiet=None) -> dict:
-    """All fits of one table; the dict that becomes ``results.json``."""
+            accuracy_target: str = "accuracy", points: str = "final", quiet=None) -> dict:
+    """All fits of one table; the dict that becomes ``results.json``. ``points``: the law is
+    fitted to each run's final point ("final") or to every point ("all")."""
+    if points not in POINTS:
+        raise UserError(f"points: {points!r} is not one of {', '.join(POINTS)}")
     budgets = list(BUDGETS if budgets is None else budgets)
+    curves = t  # approach 1, the accuracy regression and the plots use every point
+    if points == "final" and t.final is not None:
+        t = t.take(np.flatnonzero(t.final))
     with_fid = t.fid is not None and np.ptp(t.fid) > 0
     p = n_params(with_fid)
     n_runs = len(t.runs())
@@ -167,13 +182,18 @@ def analyse(t: RunTable, *, resamples: int = DEFAULT_RESAMPLES, fid_ref: float |
     k = flops_per_param_image(t)
     fid_at = fid_ref if fid is None else fid
     q = math.log1p(fid_at) - math.log1p(fid_ref) if with_fid else 0.0
-    reg = fit_accuracy(t.loss, t.accuracy) if t.accuracy is not None else None
+    reg = fit_accuracy(curves.loss, curves.accuracy) if curves.accuracy is not None else None
     d = derived(fit.theta, k, q, budgets, reg)
     boot = bootstrap(t, data, fit.theta, k, q, budgets, reg, resamples, seed, quiet)
     ci = boot["ci"]
     pred = predict_raw(fit.theta, data.log_n, data.log_d, data.q)
+    shares = term_shares(fit.theta, data)
+    cdata = LawData.make(curves.params, curves.data, curves.loss,
+                         curves.fid if with_fid else None, fid_ref)
+    cpred = predict_raw(fit.theta, cdata.log_n, cdata.log_d, cdata.q)
+    in_fit = set(t.run[i] + f"@{t.data[i]}" for i in range(len(t)))
     out = {
-        "n_runs": n_runs, "n_points": len(t), "with_fid": with_fid,
+        "n_runs": n_runs, "n_points": len(t), "points_fitted": points, "with_fid": with_fid,
         "parametric": params,
         "parametric_ci": {k2: ci[k2] for k2 in params},
         "fit": {"huber_delta": 1e-3, "reduction": "sum", "objective": fit.loss,
@@ -182,7 +202,9 @@ def analyse(t: RunTable, *, resamples: int = DEFAULT_RESAMPLES, fid_ref: float |
                 "fid_ref": fid_ref if with_fid else None,
                 "rel_error_in_sample": float(np.mean(np.abs(pred / t.loss - 1)))},
         "bootstrap": {"resamples": resamples, "unconverged": boot["unconverged"]},
-        "approach1": approach1(t),
+        "term_shares": shares,
+        "warnings": identification_warnings(shares, params, ci, t),
+        "approach1": approach1(curves),
         "accuracy_regression": None if reg is None else {**reg, "target": accuracy_target,
                                                          "form": "logit(acc) = u + v ln L"},
         "compute_optimal": {
@@ -200,13 +222,38 @@ def analyse(t: RunTable, *, resamples: int = DEFAULT_RESAMPLES, fid_ref: float |
             "plateau_accuracy": d.get("plateau_accuracy"),
             "plateau_accuracy_ci": ci.get("plateau_accuracy")},
         "out_of_sample": out_of_sample(t, holdout, fid_ref, with_fid),
-        "points": [{"run": str(t.run[i]), "params": float(t.params[i]),
-                    "data": float(t.data[i]), "train_flops": float(t.train_flops[i]),
-                    "loss": float(t.loss[i]), "predicted_loss": float(pred[i]),
-                    **({"fid": float(t.fid[i])} if t.fid is not None else {}),
-                    **({"accuracy": float(t.accuracy[i])} if t.accuracy is not None else {})}
-                   for i in range(len(t))],
+        "points": [{"run": str(c.run[i]), "params": float(c.params[i]),
+                    "data": float(c.data[i]), "train_flops": float(c.train_flops[i]),
+                    "loss": float(c.loss[i]), "predicted_loss": float(cpred[i]),
+                    "in_fit": c.run[i] + f"@{c.data[i]}" in in_fit,
+                    **({"fid": float(c.fid[i])} if c.fid is not None else {}),
+                    **({"accuracy": float(c.accuracy[i])} if c.accuracy is not None else {})}
+                   for c in (curves,) for i in range(len(c))],
     }
+    return out
+
+
+def identification_warnings(shares: dict, params: dict, ci: dict, t: RunTable) -> list[str]:
+    """What the fitted points do not pin down, in words a reader of results.json can act on."""
+    out = []
+    if shares["N"] < IDENTIFIED_SHARE:
+        out.append(f"A and alpha are not identified: the model-size term is at most "
+                   f"{100 * shares['N']:.2g}% of the predicted loss at every point (parameters "
+                   f"{t.params.min():.3g}-{t.params.max():.3g}); sweep a wider range of N")
+    for term, exp in (("A/N^alpha", "alpha"), ("B/D^beta", "beta")):
+        if params[exp] < 0.05:
+            out.append(f"{exp} = {params[exp]:.3g}: {term} is nearly constant over the runs "
+                       "and trades off against E, so neither is pinned down")
+    if shares["D"] < IDENTIFIED_SHARE:
+        out.append(f"B and beta are not identified: the data term is at most "
+                   f"{100 * shares['D']:.2g}% of the predicted loss at every point")
+    if params["E"] < 1e-3 * float(np.min(t.loss)):
+        out.append(f"E = {params['E']:.3g} sits at its lower bound: the runs show no floor, so "
+                   "the plateau is an extrapolation to zero loss, not a measurement")
+    flat = [k for k, (lo, hi) in ci.items() if k in params and hi - lo <= 1e-9 * abs(params[k])]
+    if flat:
+        out.append(f"bootstrap intervals of zero width for {', '.join(flat)}: the resampled "
+                   "fits do not move them, which says they are not constrained")
     return out
 
 

@@ -165,10 +165,42 @@ def fit_law(data: LawData, with_fid: bool | None = None, n_starts: int = 24,
                   starts=len(order), converged_starts=int(n_conv), messages=msgs[:3])
 
 
-def refit(theta0: np.ndarray, data: LawData) -> tuple[np.ndarray, bool]:
-    """One warm-started L-BFGS run (the bootstrap's inner fit)."""
-    res = _polish(theta0, data)
-    return np.asarray(res.x, float), _converged(res)
+def best_starts(data: LawData, k: int = 4, grid: dict | None = None) -> np.ndarray:
+    """The ``k`` grid points with the lowest objective on ``data``."""
+    grid = grid or GRID
+    names = ["a", "b", "e", "alpha", "beta"] + (["c_B", "c_E"] if data.q is not None else [])
+    starts = np.array(list(itertools.product(*(grid[n] for n in names))), float)
+    scores = np.array([objective(t, data)[0] for t in starts])
+    return starts[np.argsort(scores)[:k]]
+
+
+def refit(theta0: np.ndarray, data: LawData,
+          extra_starts: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """The bootstrap's inner fit: L-BFGS warm-started from the full fit and from each of
+    ``extra_starts`` (the full data's best grid points), the lowest converged optimum kept. A
+    warm start alone can sit where a term of the law is dead (its gradient ~0) and so give an
+    interval of zero width that says nothing about the parameter."""
+    best = None
+    for t0 in [theta0, *([] if extra_starts is None else list(extra_starts))]:
+        res = _polish(np.asarray(t0, float), data)
+        ok = _converged(res)
+        if best is None or (ok, -res.fun) > (best[1], -best[0].fun):
+            best = (res, ok)
+    return np.asarray(best[0].x, float), bool(best[1])
+
+
+def term_shares(theta: np.ndarray, data: LawData) -> dict:
+    """The largest share of the predicted loss each term of the law takes over the points: a
+    term that is a tiny share everywhere is not identified by these points."""
+    a, b, e, al, be = theta[:5]
+    t_n = np.exp(a - al * data.log_n)
+    t_d = np.exp(b - be * data.log_d)
+    if data.q is not None and len(theta) > 5:
+        t_d = t_d + theta[5] * data.q * np.exp(-be * data.log_d)
+    t_e = math.exp(e) + (theta[6] * data.q if data.q is not None and len(theta) > 5 else 0.0)
+    pred = t_n + t_d + t_e
+    return {"N": float(np.max(t_n / pred)), "D": float(np.max(np.abs(t_d) / pred)),
+            "E": float(np.max(np.abs(t_e) / pred))}
 
 
 def to_theta(p: dict) -> np.ndarray:

@@ -22,6 +22,9 @@ def register(sub) -> None:
                         "best FID in the runs)")
     f.add_argument("--holdout", type=float, default=0.2,
                    help="share of runs (largest compute) held out for the out-of-sample check")
+    f.add_argument("--points", choices=("final", "all"), default="final",
+                   help="fit the parametric law to each run's final point (default, as "
+                        "Hoffmann et al. fit final losses) or to every metric epoch")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=run_fit)
@@ -32,9 +35,11 @@ def run_fit(args) -> int:
     from ..experiments.scaling import scaling_fit
 
     r = scaling_fit(args.source, args.out, resamples=args.resamples, fid=args.fid,
-                    holdout=args.holdout, seed=args.seed, quiet=True if args.quiet else None)
+                    holdout=args.holdout, seed=args.seed, points=args.points,
+                    quiet=True if args.quiet else None)
     ci = r["parametric_ci"]
-    print(f"{r['n_runs']} runs, {r['n_points']} points; converged: {r['fit']['converged']}")
+    print(f"{r['n_runs']} runs, {r['n_points']} points fitted ({r['points_fitted']}); "
+          f"converged: {r['fit']['converged']}")
     for k, v in r["parametric"].items():
         print(f"  {k} = {fmt(v)}  [{fmt(ci[k][0])}, {fmt(ci[k][1])}]")
     co = r["compute_optimal"]
@@ -47,5 +52,10 @@ def run_fit(args) -> int:
     if oos:
         print(f"  out of sample ({len(oos['held_out_runs'])} runs): mean |rel. error| of loss "
               f"{oos['loss_mean_abs_rel_error']:.4f}")
+    sh = r["term_shares"]
+    print(f"  largest share of the predicted loss: N term {sh['N']:.0%}, D term {sh['D']:.0%}, "
+          f"E {sh['E']:.0%}")
+    for w in r["warnings"]:
+        print(f"  warning: {w}")
     print(f"results: {args.out}/results.json  report: {args.out}/report.html")
     return 0

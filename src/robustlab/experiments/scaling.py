@@ -51,12 +51,12 @@ def load_table(source: str | Path) -> tuple[RunTable, str]:
 
 def scaling_fit(source: str | Path, out: str | Path, *, resamples: int = DEFAULT_RESAMPLES,
                 fid: float | None = None, holdout: float = 0.2, seed: int = 0,
-                quiet: bool | None = None) -> dict:
+                points: str = "final", quiet: bool | None = None) -> dict:
     if resamples < 1:
         raise UserError("--resamples must be >= 1")
     table, target = load_table(source)
     results = analyse(table, resamples=resamples, fid=fid, holdout=holdout, seed=seed,
-                      accuracy_target=target, quiet=quiet)
+                      accuracy_target=target, points=points, quiet=quiet)
     results["source"] = str(source)
     out = Path(out)
     atomic_write_json(out / "results.json", results)
