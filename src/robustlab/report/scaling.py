@@ -54,8 +54,13 @@ def _optimal(r: dict) -> bytes:
 def _pred_vs_measured(r: dict) -> bytes:
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
     pts = r["points"]
-    ax.scatter([p["loss"] for p in pts], [p["predicted_loss"] for p in pts], s=10,
-               label="fitted runs")
+    fitted = [p for p in pts if p.get("in_fit", True)]
+    other = [p for p in pts if not p.get("in_fit", True)]
+    if other:  # earlier metric epochs: on the plot, not in the fit
+        ax.scatter([p["loss"] for p in other], [p["predicted_loss"] for p in other], s=8,
+                   facecolors="none", edgecolors="0.6", label="earlier epochs (not fitted)")
+    ax.scatter([p["loss"] for p in fitted], [p["predicted_loss"] for p in fitted], s=10,
+               label="fitted points")
     oos = r.get("out_of_sample")
     if oos:
         ax.scatter([p["loss"] for p in oos["points"]], [p["predicted_loss"] for p in
@@ -100,7 +105,9 @@ def scaling_report(r: dict, t) -> str:
         [(k, v, ci[k][0], ci[k][1]) for k, v in p.items()])
         + f"<p>Huber δ = 10⁻³ on log L, sum reduction; converged: {r['fit']['converged']} "
           f"({r['fit']['converged_starts']}/{r['fit']['starts']} starts); "
-          f"{r['bootstrap']['resamples']} bootstrap resamples over runs.</p>")]
+          f"{r['bootstrap']['resamples']} bootstrap resamples over runs; points fitted: "
+          f"{r.get('points_fitted', 'all')}.</p>"
+        + "".join(f"<p><b>Warning:</b> {w}</p>" for w in r.get("warnings", [])))]
     sections.append(("Compute-optimal split", table(
         ["quantity", "value", "95% low", "95% high"],
         [("N* exponent a = β/(α+β)", co["n_exponent"], *co["n_exponent_ci"]),
