@@ -165,7 +165,10 @@ def analyse(t: RunTable, *, resamples: int = DEFAULT_RESAMPLES, fid_ref: float |
     fitted to each run's final point ("final") or to every point ("all")."""
     if points not in POINTS:
         raise UserError(f"points: {points!r} is not one of {', '.join(POINTS)}")
-    budgets = list(BUDGETS if budgets is None else budgets)
+    if budgets is None:  # 10^15..10^24, reaching down to the runs' own compute when below
+        low = min(15, int(math.floor(math.log10(float(np.min(t.train_flops))))))
+        budgets = [10.0 ** k for k in range(low, 25)]
+    budgets = list(budgets)
     curves = t  # approach 1, the accuracy regression and the plots use every point
     if points == "final" and t.final is not None:
         t = t.take(np.flatnonzero(t.final))
