@@ -56,6 +56,14 @@ def test_killed_sweep_resumes_to_same_results(tmp_path):
     rec = [m for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
            if "adv_test_loss" in m]
     assert rec and rec[0]["adv_test_loss"] > 0 and 0 <= rec[0]["pgd_accuracy"] <= 1
+    res = json.loads((run_dir / "results.json").read_text())
+    assert [c["adv_test_loss"] for c in res["scaling_curve"]] == [m["adv_test_loss"] for m in rec]
+    assert res["scaling"]["adv_test_loss"] == rec[-1]["adv_test_loss"]
+    import sqlite3
+
+    with sqlite3.connect(ref / "index.sqlite") as db:
+        summaries = [json.loads(s) for (s,) in db.execute("SELECT summary FROM runs")]
+    assert any(s.get("scaling_adv_test_loss") == rec[-1]["adv_test_loss"] for s in summaries)
 
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ROBUSTLAB_QUIET": "1"}

@@ -26,6 +26,9 @@ from ..runs import Run
 from ..sweeps.spec import SweepSpec
 from ..sweeps.state import point_state, run_folder, write_status
 
+CURVE_KEYS = ("epoch", "images_processed", "train_flops", "adv_test_loss", "adv_test_ce",
+              "pgd_accuracy", "clean_accuracy", "metric_n")
+
 
 def sweep_dir_of(spec: SweepSpec, out: str | None) -> Path:
     return Path(out) if out else Path(spec.runs_dir) / spec.name
@@ -127,13 +130,19 @@ def record_scaling(run: Run, cfg: Config, meta: dict) -> None:
     fid = meta.get("fid")
     if fid is None and cfg.data.extra_fraction > 0:
         fid = _npz_fid(cfg.data.extra_npz)
+    # The metric epochs' curve (training/scaling_metrics.py), and its last point beside N, D, C.
+    curve = [{k: m.get(k) for k in CURVE_KEYS} for m in metrics if "adv_test_loss" in m]
+    final = curve[-1] if curve else {}
     scaling = {"params": res.get("params"), "images_processed": images,
                "train_flops": res.get("train_flops"),
                "inference_flops_per_example": res.get("inference_flops_per_example"),
-               "fid": fid, "source": meta.get("source", cfg.data.extra_npz or cfg.data.name)}
+               "fid": fid, "source": meta.get("source", cfg.data.extra_npz or cfg.data.name),
+               **{k: final.get(k) for k in ("adv_test_loss", "pgd_accuracy", "clean_accuracy")},
+               "metric_n": final.get("metric_n")}
     res["scaling"] = scaling
+    res["scaling_curve"] = curve
     run.write_results(res)
-    run.update_index(summary={**{k: v for k, v in res.items() if not isinstance(v, dict)},
+    run.update_index(summary={**{k: v for k, v in res.items() if not isinstance(v, (dict, list))},
                               **{f"scaling_{k}": v for k, v in scaling.items()}})
 
 
