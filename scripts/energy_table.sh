@@ -34,10 +34,26 @@ PER_CLASS=${PER_CLASS:-100}
 bash scripts/ensure-fashion-mnist.sh "$PYTHON"
 mkdir -p "$RUNS"
 
+# A run folder with final weights is done; one with only a checkpoint was killed and resumes.
+finished() {
+  local d; for d in "$@"; do if [ -f "$d/model.safetensors" ]; then echo "$d"; fi; done | tail -1
+}
+unfinished() {
+  local d
+  for d in "$@"; do
+    if [ ! -f "$d/model.safetensors" ] && [ -d "$d/checkpoint" ]; then echo "$d"; fi
+  done | tail -1
+}
+
 models=()
 for obj in ce pgd-at trades weat; do
-  run=$(ls -d "$OBJ_RUNS"/fmnist-"$obj"-2* "$RUNS"/fmnist-"$obj"-2* 2>/dev/null | tail -1 || true)
-  if [ -z "$run" ] || [ ! -f "$run/model.safetensors" ]; then
+  run=$(finished "$OBJ_RUNS"/fmnist-"$obj"-2* "$RUNS"/fmnist-"$obj"-2*)
+  partial=$(unfinished "$RUNS"/fmnist-"$obj"-2*)
+  if [ -z "$run" ] && [ -n "$partial" ]; then
+    echo "== resuming $partial"
+    $PYTHON -m robustlab train --resume "$partial" --quiet
+    run=$partial
+  elif [ -z "$run" ]; then
     echo "== training $obj"
     $PYTHON -m robustlab train "examples/fashion-mnist-$obj.toml" --runs-dir "$RUNS" \
       --set "data.train_size=$TRAIN_SIZE" --set "train.epochs=$EPOCHS" --quiet
@@ -46,8 +62,13 @@ for obj in ce pgd-at trades weat; do
   models+=("$run")
 done
 
-long=$(ls -d "$RUNS"/fmnist-pgd-at-long-2* 2>/dev/null | tail -1 || true)
-if [ -z "$long" ]; then
+long=$(finished "$RUNS"/fmnist-pgd-at-long-2*)
+partial=$(unfinished "$RUNS"/fmnist-pgd-at-long-2*)
+if [ -z "$long" ] && [ -n "$partial" ]; then
+  echo "== resuming the long PGD-AT run $partial"
+  $PYTHON -m robustlab train --resume "$partial" --quiet
+  long=$partial
+elif [ -z "$long" ]; then
   echo "== long PGD-AT run for the phases"
   $PYTHON -m robustlab train examples/fashion-mnist-pgd-at.toml --runs-dir "$RUNS" \
     --set run.name=fmnist-pgd-at-long --set data.train_size=10000 --set train.epochs=40 \
