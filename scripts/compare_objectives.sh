@@ -24,6 +24,14 @@ for obj in $OBJECTIVES; do
     echo "== $obj: already done, skipped"
     continue
   fi
+  # A run killed mid-way (a checkpoint, no results.json) resumes instead of starting over.
+  partial=$(for d in "$RUNS"/fmnist-"$obj"-2*; do
+              if [ -d "$d/checkpoint" ]; then echo "$d"; fi; done | tail -1)
+  if [ -n "$partial" ]; then
+    echo "== $obj: resuming $partial"
+    $PYTHON -m robustlab run --resume "$partial" "$@"
+    continue
+  fi
   echo "== $obj"
   $PYTHON -m robustlab run "examples/fashion-mnist-$obj.toml" --runs-dir "$RUNS" \
     --set "data.train_size=$TRAIN_SIZE" --set "train.epochs=$EPOCHS" "$@"

@@ -34,14 +34,15 @@ PER_CLASS=${PER_CLASS:-100}
 bash scripts/ensure-fashion-mnist.sh "$PYTHON"
 mkdir -p "$RUNS"
 
-# A run folder with final weights is done; one with only a checkpoint was killed and resumes.
+# A run folder with results.json is done (model.safetensors is rewritten every epoch); one
+# with only a checkpoint was killed and resumes.
 finished() {
-  local d; for d in "$@"; do if [ -f "$d/model.safetensors" ]; then echo "$d"; fi; done | tail -1
+  local d; for d in "$@"; do if [ -f "$d/results.json" ]; then echo "$d"; fi; done | tail -1
 }
 unfinished() {
   local d
   for d in "$@"; do
-    if [ ! -f "$d/model.safetensors" ] && [ -d "$d/checkpoint" ]; then echo "$d"; fi
+    if [ ! -f "$d/results.json" ] && [ -d "$d/checkpoint" ]; then echo "$d"; fi
   done | tail -1
 }
 
