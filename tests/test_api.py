@@ -144,6 +144,32 @@ class Noisy(nn.Module):
         return self.model((x + 0.05 * torch.randn_like(x)).clamp(0, 1))
 
 
+class Quantised(nn.Module):
+    """Rounds its input to 4 grey levels: a gradient path of zeros."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model((x * 3).round() / 3)
+
+
+class Purified(nn.Module):
+    """One signed step down the entropy of its own prediction before classifying."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        with torch.enable_grad():
+            xd = x.detach().clone().requires_grad_(True)
+            p = self.model(xd).softmax(1)
+            (g,) = torch.autograd.grad(-(p * p.clamp_min(1e-12).log()).sum(), xd)
+        return self.model((x - 0.01 * g.sign()).clamp(0, 1))
+
+
 def test_sanity_checks_warn_as_the_original_does(net, data):
     x, y = data[1]
     names = [a.name for a in build_suite("standard", LpThreat("linf", 0.1), num_classes=4)]
@@ -164,6 +190,10 @@ def test_sanity_checks_warn_as_the_original_does(net, data):
     # Nine targets asked of a four-class model.
     assert {w["check"] for w in sanity_checks(net, x, y, version="standard", attack_names=names,
                                               n_targets=9)} == {"classes"}
+    # A quantising input layer: the gradient is exactly zero everywhere.
+    assert checks(Quantised(net)) == {"zero_gradients"}
+    # A test-time optimisation defence: its forward pass calls autograd.
+    assert checks(Purified(net)) == {"dynamic"}
     # Through the API the warnings land in the result.
     r = robustlab.evaluate(Noisy(net), x[:8], y[:8], eps=0.05, version="fast", masking=False)
     assert [w["check"] for w in r.warnings] == ["randomized"]

@@ -14,6 +14,12 @@ the result. None of them changes what is evaluated.
    classes than targets asked for.
 5. ``no_gradient_path``: the output does not depend on the input through autograd, so no
    gradient attack can run.
+6. ``zero_gradients``: examples whose cross-entropy gradient at the clean input is exactly zero
+   (saturated softmax, a rounding or quantising layer): gradient attacks start there without a
+   direction (the original's ``check_zero_gradients``, which it makes on APGD's first gradient).
+7. ``dynamic``: the forward pass itself calls autograd (``torch.autograd.grad``,
+   ``Tensor.backward``): a test-time optimisation defence, whose adaptive evaluation AutoAttack
+   alone does not give (the original's ``check_dynamic``, which traces the same calls).
 
 Thresholds follow the original: outputs count as different when their unit-normalised rows
 differ by more than 1e-4 in ℓ2 (``check_randomized``), and as probabilities within 1e-5.
@@ -30,6 +36,7 @@ RANDOM_TOL = 1e-4        # ℓ2 distance between unit-normalised outputs (origin
 PROB_TOL = 1e-5          # rows in [0, 1] summing to 1 within this (original: alpha=1e-5)
 BATCH_TOL = 1e-3         # relative change of an example's logits with its batch
 N_RANDOM_PASSES = 5      # forward passes compared by the randomness check (original: 5)
+AUTOGRAD_CALLS = ("grad", "backward", "_make_grads")  # what the original's check_dynamic counts
 
 
 def _warning(check: str, message: str) -> dict:
@@ -60,6 +67,41 @@ def is_randomized(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> bool:
     units = [o / (o.flatten(1).norm(dim=1, keepdim=True) + 1e-10) for o in outs]
     diff = max(float((a - b).flatten(1).norm(dim=1).max()) for a in units for b in units)
     return len(correct) > 1 or diff > RANDOM_TOL
+
+
+def zero_gradient_count(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Examples whose cross-entropy gradient with respect to the input is exactly zero."""
+    xg = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        z = model(xg)
+        if not z.requires_grad:
+            return 0  # reported as no_gradient_path instead
+        loss = torch.nn.functional.cross_entropy(z.float(), y, reduction="sum")
+        (g,) = torch.autograd.grad(loss, xg, allow_unused=True)
+    if g is None:
+        return 0
+    return int((g.flatten(1).abs().sum(1) == 0).sum())
+
+
+def calls_autograd(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether one forward pass calls autograd's entry points (a profile hook sees every Python
+    call, as the original's ``sys.settrace`` does, without tracing line by line)."""
+    import sys
+
+    seen = []
+
+    def hook(frame, event, arg):
+        if event == "call" and frame.f_code.co_name in AUTOGRAD_CALLS:
+            seen.append(frame.f_code.co_name)
+
+    previous = sys.getprofile()
+    sys.setprofile(hook)
+    try:
+        with torch.enable_grad():
+            model(x)
+    finally:
+        sys.setprofile(previous)
+    return bool(seen)
 
 
 def looks_like_probabilities(out: torch.Tensor) -> bool:
@@ -95,6 +137,16 @@ def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, version
             warnings.append(_warning(
                 "probabilities", "the model's outputs are probabilities (rows in [0, 1] summing "
                 "to 1): give the attacks logits, e.g. drop the final softmax"))
+        zeros = zero_gradient_count(model, xs, ys)
+        if zeros:
+            warnings.append(_warning(
+                "zero_gradients", f"{zeros} of {len(xs)} examples have an exactly zero "
+                "cross-entropy gradient at the clean input (saturated outputs or a rounding "
+                "layer): gradient attacks may be unreliable there"))
+        if calls_autograd(model, xs[:2]):
+            warnings.append(_warning(
+                "dynamic", "the model's forward pass calls autograd (a test-time optimisation "
+                "defence?): AutoAttack alone may be insufficient; attack it adaptively"))
         if not random and len(xs) > 1:
             change = batch_dependence(model, xs)
             if change > BATCH_TOL:
