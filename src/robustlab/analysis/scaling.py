@@ -170,8 +170,9 @@ def analyse(t: RunTable, *, resamples: int = DEFAULT_RESAMPLES, fid_ref: float |
         budgets = [10.0 ** k for k in range(low, 25)]
     budgets = list(budgets)
     curves = t  # approach 1, the accuracy regression and the plots use every point
-    if points == "final" and t.final is not None:
-        t = t.take(np.flatnonzero(t.final))
+    in_fit = (t.final if points == "final" and t.final is not None
+              else np.ones(len(t), bool))
+    t = curves.take(np.flatnonzero(in_fit))
     with_fid = t.fid is not None and np.ptp(t.fid) > 0
     p = n_params(with_fid)
     n_runs = len(t.runs())
@@ -189,12 +190,11 @@ def analyse(t: RunTable, *, resamples: int = DEFAULT_RESAMPLES, fid_ref: float |
     d = derived(fit.theta, k, q, budgets, reg)
     boot = bootstrap(t, data, fit.theta, k, q, budgets, reg, resamples, seed, quiet)
     ci = boot["ci"]
-    pred = predict_raw(fit.theta, data.log_n, data.log_d, data.q)
-    shares = term_shares(fit.theta, data)
     cdata = LawData.make(curves.params, curves.data, curves.loss,
                          curves.fid if with_fid else None, fid_ref)
     cpred = predict_raw(fit.theta, cdata.log_n, cdata.log_d, cdata.q)
-    in_fit = set(t.run[i] + f"@{t.data[i]}" for i in range(len(t)))
+    pred = cpred[in_fit]
+    shares = term_shares(fit.theta, data)
     out = {
         "n_runs": n_runs, "n_points": len(t), "points_fitted": points, "with_fid": with_fid,
         "parametric": params,
@@ -225,13 +225,14 @@ def analyse(t: RunTable, *, resamples: int = DEFAULT_RESAMPLES, fid_ref: float |
             "plateau_accuracy": d.get("plateau_accuracy"),
             "plateau_accuracy_ci": ci.get("plateau_accuracy")},
         "out_of_sample": out_of_sample(t, holdout, fid_ref, with_fid),
-        "points": [{"run": str(c.run[i]), "params": float(c.params[i]),
-                    "data": float(c.data[i]), "train_flops": float(c.train_flops[i]),
-                    "loss": float(c.loss[i]), "predicted_loss": float(cpred[i]),
-                    "in_fit": c.run[i] + f"@{c.data[i]}" in in_fit,
-                    **({"fid": float(c.fid[i])} if c.fid is not None else {}),
-                    **({"accuracy": float(c.accuracy[i])} if c.accuracy is not None else {})}
-                   for c in (curves,) for i in range(len(c))],
+        "points": [{"run": str(curves.run[i]), "params": float(curves.params[i]),
+                    "data": float(curves.data[i]), "train_flops": float(curves.train_flops[i]),
+                    "loss": float(curves.loss[i]), "predicted_loss": float(cpred[i]),
+                    "in_fit": bool(in_fit[i]),
+                    **({"fid": float(curves.fid[i])} if curves.fid is not None else {}),
+                    **({"accuracy": float(curves.accuracy[i])}
+                       if curves.accuracy is not None else {})}
+                   for i in range(len(curves))],
     }
     return out
 

@@ -145,15 +145,10 @@ def fit_law(data: LawData, with_fid: bool | None = None, n_starts: int = 24,
             grid: dict | None = None) -> LawFit:
     """Fit the law from a grid of starting points: every grid point is scored in one vectorised
     pass, and L-BFGS polishes the ``n_starts`` best; the lowest converged optimum wins."""
-    with_fid = data.q is not None if with_fid is None else with_fid
-    grid = grid or GRID
-    names = ["a", "b", "e", "alpha", "beta"] + (["c_B", "c_E"] if with_fid else [])
-    starts = np.array(list(itertools.product(*(grid[k] for k in names))), float)
-    scores = np.array([objective(t, data)[0] for t in starts])
-    order = np.argsort(scores)[:n_starts]
+    starts = best_starts(data, n_starts, grid, with_fid)
     best, n_conv, msgs = None, 0, []
-    for i in order:
-        res = _polish(starts[i], data)
+    for start in starts:
+        res = _polish(start, data)
         ok = _converged(res)
         n_conv += ok
         if not ok:
@@ -162,13 +157,15 @@ def fit_law(data: LawData, with_fid: bool | None = None, n_starts: int = 24,
             best = (res, ok)
     res, ok = best
     return LawFit(theta=np.asarray(res.x, float), loss=float(res.fun), converged=bool(ok),
-                  starts=len(order), converged_starts=int(n_conv), messages=msgs[:3])
+                  starts=len(starts), converged_starts=int(n_conv), messages=msgs[:3])
 
 
-def best_starts(data: LawData, k: int = 4, grid: dict | None = None) -> np.ndarray:
-    """The ``k`` grid points with the lowest objective on ``data``."""
+def best_starts(data: LawData, k: int = 4, grid: dict | None = None,
+                with_fid: bool | None = None) -> np.ndarray:
+    """The ``k`` grid points with the lowest objective on ``data``, scored in one pass."""
+    with_fid = data.q is not None if with_fid is None else with_fid
     grid = grid or GRID
-    names = ["a", "b", "e", "alpha", "beta"] + (["c_B", "c_E"] if data.q is not None else [])
+    names = ["a", "b", "e", "alpha", "beta"] + (["c_B", "c_E"] if with_fid else [])
     starts = np.array(list(itertools.product(*(grid[n] for n in names))), float)
     scores = np.array([objective(t, data)[0] for t in starts])
     return starts[np.argsort(scores)[:k]]
