@@ -80,8 +80,9 @@ fi
 echo "== energy landscape of ${models[*]} and $long"
 $PYTHON -m robustlab energy "${models[@]}" "$long" --n "$N" --eps 0.1 --runs-dir "$RUNS" --quiet
 
-for run in "${models[@]}"; do
-  for sampler in sgld pgd; do
+# Sampler outermost: the SGLD table (the FID comparison) is complete first.
+for sampler in sgld pgd; do
+  for run in "${models[@]}"; do
     echo "== generate: $sampler from $run"
     $PYTHON -m robustlab generate "$run" --sampler "$sampler" --seed-init pca \
       --n-per-class "$PER_CLASS" --runs-dir "$RUNS" --quiet
