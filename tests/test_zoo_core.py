@@ -339,3 +339,20 @@ def test_distortion_summary_and_families():
                                    "dm-preact-resnet-18")] == ["wrn"] * 3 + ["preact-resnet"]
     with pytest.raises(UserError, match="family"):
         family_of("vit-b16")
+
+
+def test_zoo_load_error_keeps_its_type_and_names_the_entry(monkeypatch):
+    """A member whose loading fails with a DataError or ConfigError re-raises the same class
+    (the CLI and API callers tell them apart), prefixed with the member's name."""
+    from robustlab.errors import ConfigError, DataError
+    from robustlab.experiments import zoo_load
+    from robustlab.experiments.zoo_spec import ModelEntry
+
+    for cls in (ConfigError, DataError):
+        def fail(*args, cls=cls):
+            raise cls("bad weights")
+
+        monkeypatch.setattr(zoo_load, "_load_entry", fail)
+        with pytest.raises(cls, match="zoo model mine: bad weights"):
+            zoo_load.load_entry(ModelEntry(name="mine", arch="cnn-small"), None,
+                                torch.device("cpu"))

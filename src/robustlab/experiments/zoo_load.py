@@ -42,7 +42,8 @@ def load_entry(e: ModelEntry, spec, device: torch.device, info: dict | None = No
     try:
         model = _load_entry(e, spec, device, info)
     except UserError as err:
-        raise UserError(f"zoo model {e.name}: {err}") from None
+        # Same class as the cause (ConfigError, DataError...), so callers can still tell them apart.
+        raise type(err)(f"zoo model {e.name}: {err}") from None
     return adopt_channels_last(model, device)
 
 

@@ -267,9 +267,9 @@ class Trainer:
             loss_sum = acc_sum = 0.0
             seen = 0
             batches = list(self._epoch_batches(epoch))
+            # start=: batches done before a resume count toward the total, not the rate.
             with progress_bar(f"epoch {epoch + 1}/{self.epochs}", total=len(batches), unit="batch",
-                              quiet=self.quiet) as bar:
-                bar.advance(s.batch)
+                              quiet=self.quiet, start=s.batch) as bar:
                 for real_idx, extra_idx in batches[s.batch:]:
                     x, y = self._batch(real_idx, extra_idx)
                     loss, acc = self.train_step(x, y)
