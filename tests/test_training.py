@@ -153,6 +153,43 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
         __import__("json").loads((killed / "results.json").read_text())["train_flops"]
 
 
+def _torchrun(args, port, env=None, script=None):
+    env = {**os.environ, "ROBUSTLAB_QUIET": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    head = [script] if script else ["-m", "robustlab"]
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--master-port", str(port), *head, *args], env=env, capture_output=True, text=True,
+        timeout=300, cwd=ROOT)
+
+
+def test_two_process_free_run_resumes_exactly(tmp_path):
+    """Free AT under torchrun: each rank's δ (its own shard of the batch) is in the checkpoint,
+    so a killed two-process run resumes to the uninterrupted run's weights bit for bit."""
+    cfg_path = tiny_config(tmp_path, train={"epochs": 4, "objective": "free", "free_replays": 2,
+                                            "lr": 0.02, "schedule": "constant"})
+    full = _torchrun(["train", str(cfg_path), "--runs-dir", str(tmp_path / "full")], 29534)
+    assert full.returncode == 0, full.stderr[-3000:]
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER)
+    # 320 examples / 32 = 10 batches a pass, 2 replays (steps) each: step 26 is in the second pass,
+    # after the checkpoint that ends the first.
+    cut = _torchrun(["train", str(cfg_path), "--runs-dir", str(tmp_path / "cut")], 29535,
+                    env={"KILL_AT": "26"}, script=str(killer))
+    assert cut.returncode != 0
+    (run_full,) = [d for d in (tmp_path / "full").iterdir() if d.is_dir()]
+    (killed,) = [d for d in (tmp_path / "cut").iterdir() if d.is_dir()]
+    assert not (killed / "results.json").exists()
+    state = torch.load(killed / "checkpoint" / "trainer_state.pt", weights_only=True)
+    assert state["epoch"] == 1 and len(state["free_delta_per_rank"]) == 2
+    d0, d1 = state["free_delta_per_rank"]
+    assert not torch.equal(d0, d1)  # two ranks, two perturbations
+    again = _torchrun(["train", "--resume", str(killed)], 29536)
+    assert again.returncode == 0, again.stderr[-3000:]
+    a, b = _weights(run_full), _weights(killed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_two_process_ddp_matches_one_process(tmp_path):
     cfg_path = tiny_config(tmp_path, train={"epochs": 1, "objective": "ce", "lr": 0.02,
                                             "schedule": "constant"})

@@ -62,6 +62,18 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     return t.cpu().tolist()
 
 
+def all_gather_tensors(t: torch.Tensor | None) -> list:
+    """Every rank's ``t`` (CPU copies, in rank order; shapes may differ between ranks). Runs on
+    every rank; outside torchrun the list of ``t`` alone."""
+    if rank_world()[1] == 1:
+        return [t]
+    import torch.distributed as dist
+
+    out: list = [None] * rank_world()[1]
+    dist.all_gather_object(out, None if t is None else t.detach().cpu())
+    return out
+
+
 def destroy() -> None:
     import torch.distributed as dist
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..distributed import all_gather_tensors, rank_world
+from ..errors import UserError
 from ..passes import PassCount
 from .checkpoint import load_checkpoint, save_checkpoint
 
@@ -27,7 +29,11 @@ class TrainState:
 
 def save_training(run, model: nn.Module, optimizer: torch.optim.Optimizer, s: TrainState,
                   free=None, ema=None) -> None:
-    """Checkpoint into ``run``'s folder (only the writing rank writes)."""
+    """Checkpoint into ``run``'s folder (only the writing rank writes; every rank calls it, as
+    free AT's δ is gathered from all of them)."""
+    # Under torchrun each rank perturbs its own shard of the batch, so each has its own δ; all
+    # of them are saved, or a resumed run would restart ranks 1.. from rank 0's perturbation.
+    deltas = all_gather_tensors(free.state()) if free is not None else [None]
     if not run.writer:
         return
     state = {
@@ -38,8 +44,10 @@ def save_training(run, model: nn.Module, optimizer: torch.optim.Optimizer, s: Tr
         "optimizer": optimizer.state_dict(),
         "rng_cpu": torch.get_rng_state(),
     }
-    if free is not None and free.state() is not None:
-        state["free_delta"] = free.state()
+    if deltas[0] is not None:
+        state["free_delta"] = deltas[0]
+        if len(deltas) > 1:
+            state["free_delta_per_rank"] = deltas
     if torch.cuda.is_available():
         state["rng_cuda"] = torch.cuda.get_rng_state_all()
     save_checkpoint(run.path, model.state_dict(), state, ema.state_dict() if ema else None)
@@ -55,7 +63,7 @@ def load_training(run, device: torch.device, model: nn.Module,
         ema.load_state_dict(ema_state)
     optimizer.load_state_dict(st["optimizer"])
     if free is not None:
-        free.load(st.get("free_delta"), device)
+        free.load(_rank_delta(st, run), device)
     torch.set_rng_state(st["rng_cpu"].cpu())
     if "rng_cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([t.cpu() for t in st["rng_cuda"]])
@@ -64,3 +72,19 @@ def load_training(run, device: torch.device, model: nn.Module,
         best_robust=float(st["best_robust"]), best_epoch=int(st["best_epoch"]),
         passes=PassCount(int(st["forward_examples"]), int(st["backward_examples"])),
         wall_seconds=float(st["wall_seconds"]))
+
+
+def _rank_delta(st: dict, run) -> torch.Tensor | None:
+    """This rank's free-AT δ from a checkpoint: its own row when several ranks saved one."""
+    rank, world = rank_world()
+    per_rank = st.get("free_delta_per_rank")
+    if per_rank is None:
+        if world > 1 and st.get("free_delta") is not None:
+            raise UserError(f"{run.path}: the free-AT checkpoint was written by one process and "
+                            f"cannot resume under {world}; resume it with one process")
+        return st.get("free_delta")
+    if len(per_rank) != world:
+        raise UserError(f"{run.path}: the free-AT checkpoint holds the perturbations of "
+                        f"{len(per_rank)} processes; resume it with --nproc-per-node "
+                        f"{len(per_rank)}, not {world}")
+    return per_rank[rank]
