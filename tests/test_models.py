@@ -210,6 +210,10 @@ def test_save_load_round_trip(tmp_path):
         assert json.loads(f.metadata()["robustlab_config"])["name"] == "wrn-10-2"
     models.save_model(m, tmp_path / "run" / "model_ema.safetensors")
     assert torch.equal(models.load_model(tmp_path / "run", which="ema")(x), m(x))
+    # The same weights give the same bytes, save after save (a file's hash identifies them).
+    first = path.read_bytes()
+    for i in range(6):
+        assert models.save_model(m, tmp_path / f"again{i}.safetensors").read_bytes() == first
 
 
 def test_load_model_errors_name_the_path(tmp_path):

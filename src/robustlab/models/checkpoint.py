@@ -19,9 +19,10 @@ from ..errors import UserError
 from ..io import atomic_write, to_json
 from .classifier import Classifier
 
+# The only metadata key: safetensors writes its metadata from a hash map, so with two keys their
+# order (and so the file's bytes and hash) changed from one save to the next. Files from before
+# also carry "robustlab_format", which nothing reads.
 CONFIG_KEY = "robustlab_config"
-FORMAT_KEY = "robustlab_format"
-FORMAT = "robustlab-model-1"
 WEIGHT_FILES = {"model": "model.safetensors", "best": "best.safetensors",
                 "ema": "model_ema.safetensors"}
 
@@ -46,7 +47,7 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
         raise UserError(f"cannot save {type(model).__name__} to {path}: only models made by "
                         "robustlab.models.create (which carry a .config) can be saved")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    metadata = {CONFIG_KEY: to_json(config, indent=None), FORMAT_KEY: FORMAT}
+    metadata = {CONFIG_KEY: to_json(config, indent=None)}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
