@@ -276,4 +276,7 @@ def test_trajectory_matches_the_original_autoattack(blocks_model, monkeypatch, n
     best, loss, _ = APGD(LpThreat(ours_norm, eps), steps=100)._single_run(model, x, y,
                                                                           get_loss("ce"))
     assert float((best - ref_best).abs().max()) < 1e-3
-    torch.testing.assert_close(loss, ref_loss, rtol=1e-4, atol=1e-4)
+    # The losses at those points, to the tolerance the points agree to: over 100 steps float
+    # rounding moves a pixel by up to ~1e-4 (one example's ℓ2 loss by 4e-4 relative in a CI run
+    # under load), where an algorithmic difference moves losses by percents.
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-3, atol=1e-3)
