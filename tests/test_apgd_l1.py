@@ -280,3 +280,31 @@ def test_trajectory_matches_the_original_autoattack(blocks_model, monkeypatch, n
     # rounding moves a pixel by up to ~1e-4 (one example's ℓ2 loss by 4e-4 relative in a CI run
     # under load), where an algorithmic difference moves losses by percents.
     torch.testing.assert_close(loss, ref_loss, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("cls", [APGD, APGDT])
+def test_without_early_stop_every_example_ends_at_its_highest_loss(blocks_model, cls):
+    """early_stop=False (the energy landscape's loss-maximising adversary): the broken examples
+    are the same or more, every point stays in the ball, and a broken example's point has a
+    higher loss than the first misclassified iterate early exit keeps."""
+    import torch.nn.functional as F
+
+    model, x, y = blocks_model
+    x, y = x[:64], y[:64]
+    threat = LpThreat("linf", 0.2)
+    torch.manual_seed(0)
+    on = cls(threat, steps=30)(model, x, y)
+    torch.manual_seed(0)
+    off = cls(threat, steps=30, early_stop=False)(model, x, y)
+    both = on.success & off.success
+    assert both.sum() >= 10 and off.success.sum() >= on.success.sum()
+    assert bool(threat.contains(off.x_adv, x).all())
+    with torch.no_grad():
+        z_on, z_off = model(on.x_adv), model(off.x_adv)
+    assert torch.equal(off.success, z_off.argmax(1) != y)
+    ce_on = F.cross_entropy(z_on, y, reduction="none")[both]
+    ce_off = F.cross_entropy(z_off, y, reduction="none")[both]
+    # Same trajectory up to where early exit stops, so never much lower (float differences of
+    # batch composition aside), and higher on average.
+    assert float((ce_off >= ce_on - 0.5).float().mean()) > 0.9
+    assert float(ce_off.mean()) > float(ce_on.mean()) + 0.5

@@ -150,7 +150,7 @@ class APGD(Attack):
     def __init__(self, threat: LpThreat, steps: int = 100, restarts: int = 1, loss: str = "ce",
                  rho: float = 0.75, alpha: float = 0.75,
                  l1_sparsity: float = L1_INITIAL_SPARSITY, random_start: bool = True,
-                 large_eps: bool | None = None):
+                 large_eps: bool | None = None, early_stop: bool = True):
         if steps < 1 or restarts < 1:
             raise UserError(f"apgd: steps and restarts must be >= 1, got {steps} and {restarts}")
         if not 0 < l1_sparsity <= 1:
@@ -161,6 +161,9 @@ class APGD(Attack):
         self.loss, self.rho, self.alpha = loss, rho, alpha
         self.l1_sparsity = l1_sparsity
         self.large_eps = (threat.norm == "l1") if large_eps is None else bool(large_eps)
+        # Off: every example runs the whole budget and ends at its highest-loss iterate (a
+        # loss-maximising adversary, e.g. for the energy landscape), not at the boundary.
+        self.early_stop = bool(early_stop)
         self.name = f"apgd-{loss}"
         self._loss_fn = get_loss(loss)
 
@@ -197,6 +200,9 @@ class APGD(Attack):
             start, loss_best = self._stage(model, x, args, loss_fn, stage, start, iters, out,
                                            done, carried=len(stages) > 1)
         out[~done] = start[~done]
+        if not self.early_stop:
+            with torch.no_grad():
+                done = is_success(model(out), y) & self.threat.contains(out, x)
         return out, loss_best, done
 
     def _stage(self, model, x, args, loss_fn, stage: LpThreat, x_adv, iters, out, done,
@@ -287,6 +293,8 @@ class APGD(Attack):
         """Mark as done the examples ``idx`` (with labels ``y``, points ``x_new`` and clean
         inputs ``xo``) that are misclassified and inside the attack's threat model (a large-ε
         stage's point may lie outside it), keeping that point."""
+        if not self.early_stop:
+            return
         ok = is_success(logits, y) & self.threat.contains(x_new, xo)
         out[idx[ok]], done[idx[ok]] = x_new[ok], True
     def _restarts(self, model, x, y, success, best_x, best_loss, loss_fn, target=None):
@@ -332,10 +340,10 @@ class APGDT(APGD):
     def __init__(self, threat: LpThreat, steps: int = 100, n_target_classes: int = 9,
                  restarts: int = 1, loss: str = "dlr", rho: float = 0.75, alpha: float = 0.75,
                  l1_sparsity: float = L1_INITIAL_SPARSITY, random_start: bool = True,
-                 large_eps: bool | None = None):
+                 large_eps: bool | None = None, early_stop: bool = True):
         super().__init__(threat, steps=steps, restarts=restarts, loss=loss, rho=rho,
                          alpha=alpha, l1_sparsity=l1_sparsity, random_start=random_start,
-                         large_eps=large_eps)
+                         large_eps=large_eps, early_stop=early_stop)
         if n_target_classes < 1:
             raise UserError(f"apgd-t: n_target_classes must be >= 1, got {n_target_classes}")
         self.n_target_classes = int(n_target_classes)
@@ -365,7 +373,7 @@ class APGDDLR(APGD):
     def __init__(self, threat: LpThreat, steps: int = 100, restarts: int = 1, loss: str = "dlr",
                  rho: float = 0.75, alpha: float = 0.75,
                  l1_sparsity: float = L1_INITIAL_SPARSITY, random_start: bool = True,
-                 large_eps: bool | None = None):
+                 large_eps: bool | None = None, early_stop: bool = True):
         super().__init__(threat, steps=steps, restarts=restarts, loss=loss, rho=rho,
                          alpha=alpha, l1_sparsity=l1_sparsity, random_start=random_start,
-                         large_eps=large_eps)
+                         large_eps=large_eps, early_stop=early_stop)
