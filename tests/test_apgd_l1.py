@@ -285,8 +285,8 @@ def test_trajectory_matches_the_original_autoattack(blocks_model, monkeypatch, n
 @pytest.mark.parametrize("cls", [APGD, APGDT])
 def test_without_early_stop_every_example_ends_at_its_highest_loss(blocks_model, cls):
     """early_stop=False (the energy landscape's loss-maximising adversary): the broken examples
-    are the same or more, every point stays in the ball, and a broken example's point has a
-    higher loss than the first misclassified iterate early exit keeps."""
+    are the same or more, every point stays in the ball, and (APGD-CE) a broken example's point
+    has a higher loss than the first misclassified iterate early exit keeps."""
     import torch.nn.functional as F
 
     model, x, y = blocks_model
@@ -302,6 +302,8 @@ def test_without_early_stop_every_example_ends_at_its_highest_loss(blocks_model,
     with torch.no_grad():
         z_on, z_off = model(on.x_adv), model(off.x_adv)
     assert torch.equal(off.success, z_off.argmax(1) != y)
+    if cls is APGDT:  # its loss is the targeted DLR of whichever target broke the example
+        return
     ce_on = F.cross_entropy(z_on, y, reduction="none")[both]
     ce_off = F.cross_entropy(z_off, y, reduction="none")[both]
     # Same trajectory up to where early exit stops, so never much lower (float differences of
