@@ -94,15 +94,19 @@ def kid_from_features(real, fake, subsets: int = 100, subset_size: int = 1000,
     return float(np.mean(vals)), float(np.std(vals))
 
 
-def inception_score(probs, splits: int = 10) -> tuple[float, float]:
+def inception_score(probs, splits: int = 10, seed: int = 0) -> tuple[float, float]:
     """exp(E_x KL(p(y|x) ‖ p(y))) per split of the N×K class probabilities: (mean, std) over
-    splits. 1 for uninformative predictions, K at most."""
+    splits. 1 for uninformative predictions, K at most. The rows are shuffled (a fixed ``seed``)
+    before splitting: Salimans et al.'s splits assume shuffled samples, and class-conditional
+    samples come class by class, so contiguous splits would each hold one class, p(y) would
+    equal p(y|x) and the score would be about 1 for any sampler."""
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or len(p) < 1:
         raise UserError(f"inception_score: expected N×K probabilities, got shape {p.shape}")
     if splits < 1:
         raise UserError(f"inception_score: splits must be >= 1, got {splits}")
     splits = min(splits, len(p))
+    p = p[np.random.default_rng(seed).permutation(len(p))]
     scores = []
     for part in np.array_split(p, splits):
         py = part.mean(0, keepdims=True)
