@@ -10,7 +10,10 @@
 #     10 000-image subset, so that it overfits in reach of a CPU;
 #  3. FID / KID / IS of 1000 SGLD samples (100 per class) and 1000 targeted-PGD samples of
 #     every model, on the cached standard cnn-small feature network (trained once, ~2 min).
-# Times on this machine's 2 CPU cores, estimated (not measured end to end) from the objective
+# Measured 2026-12-02 with N=300 (docs/results.md), 2 cores: training ce 2 min, pgd-at 15-20,
+# trades 17-25, weat 17 (ranges: other jobs shared the cores part of the time), long run 20 min,
+# energy of the 5 models 10.7 min, feature network ~1 min, each generate run 15-31 s.
+# The first estimates, from the objective
 # table's 6-epoch runs (pgd-at 15 min, trades/weat 17 min, ce 2 min at 55 000 images) and from
 # timing SGLD and feature-net steps with other jobs sharing the cores (0.59 s per SGLD step on
 # 250 images, 0.48 s per 128-image training batch):
@@ -98,7 +101,10 @@ print("| model | objective | clean | " + " | ".join(f"{a} ({e['families'][a]})" 
 print("|" + " --- |" * (3 + len(attacks)))
 for m in e["models"]:
     rows = {r["attack"]: r for r in m["attacks"]}
-    cells = [f"{100 * rows[a]['share_lower_energy']:.1f}" for a in attacks]
+    # share lower over all images / over the broken ones (how many), and mean E(x) - E(x_adv)
+    cells = [f"{100 * rows[a]['share_lower_energy']:.1f} / "
+             f"{100 * rows[a]['share_lower_energy_success']:.1f} ({rows[a]['n_success']}), "
+             f"{rows[a]['delta_energy_mean']:+.2f}" for a in attacks]
     print(f"| {m['label']} | {m['objective']} | {100 * m['clean_accuracy']:.1f} | " + " | ".join(cells) + " |")
 for m in e["models"]:
     ph = m["phases"]
