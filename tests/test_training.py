@@ -195,11 +195,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
                                             "schedule": "constant"})
     one = train_experiment(load_config(cfg_path))
     runs2 = tmp_path / "runs-ddp"
-    env = {**os.environ, "ROBUSTLAB_QUIET": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-         "--master-port", "29533", "-m", "robustlab", "train", str(cfg_path), "--runs-dir",
-         str(runs2)], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = _torchrun(["train", str(cfg_path), "--runs-dir", str(runs2)], 29533)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (ddp,) = [d for d in runs2.iterdir() if d.is_dir()]
     a, b = _weights(one.path), _weights(ddp)

@@ -45,8 +45,9 @@ def save_training(run, model: nn.Module, optimizer: torch.optim.Optimizer, s: Tr
         "rng_cpu": torch.get_rng_state(),
     }
     if deltas[0] is not None:
-        state["free_delta"] = deltas[0]
-        if len(deltas) > 1:
+        if len(deltas) == 1:
+            state["free_delta"] = deltas[0]
+        else:
             state["free_delta_per_rank"] = deltas
     if torch.cuda.is_available():
         state["rng_cuda"] = torch.cuda.get_rng_state_all()
