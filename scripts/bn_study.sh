@@ -2,8 +2,8 @@
 # Xie and Yuille's batch-norm study (ICLR 2020) on Fashion-MNIST, eps = 0.1 linf, PGD-10 AT with
 # a batch-norm ResNet (base width 16): half clean + half adversarial through one BN, adversarial
 # only, the same mixed batches with mixture BN (both BN sets evaluated), and adversarial-only AT
-# at resnet-10/18/34/50. Each run is evaluated by `robustlab run` (PGD-20, then AutoAttack
-# `fast`) and then by `robustlab eval --version standard` on the first STANDARD_N test images
+# at resnet-10/18/34/50 (resnet-18 is the adv-only run). Each run is evaluated by `robustlab run`
+# (PGD-20, then AutoAttack `fast`) and then by `robustlab eval --version standard` on the first STANDARD_N test images
 # (both BN sets for mixbn); scripts/bn_study_table.py prints the table with paired comparisons.
 # Run:  bash scripts/bn_study.sh                          (20 000 images, 5 epochs)
 #       TRAIN_SIZE=55000 EPOCHS=10 bash scripts/bn_study.sh    (the docs/results.md setting)
@@ -16,7 +16,9 @@ source scripts/python.sh
 TRAIN_SIZE=${TRAIN_SIZE:-20000}
 EPOCHS=${EPOCHS:-5}
 STANDARD_N=${STANDARD_N:-500}
-SETTINGS=${SETTINGS:-"half-clean adv-only mixbn depth-10 depth-18 depth-34 depth-50"}
+# The depth series is resnet-10, resnet-18 (adv-only: the same config, so not trained twice),
+# resnet-34 and resnet-50.
+SETTINGS=${SETTINGS:-"half-clean adv-only mixbn depth-10 depth-34 depth-50"}
 RUNS=${RUNS:-runs/bn-study}
 bash scripts/ensure-fashion-mnist.sh "$PYTHON"
 for s in $SETTINGS; do
