@@ -1,3 +1,6 @@
+import tomllib
+from pathlib import Path
+
 import pytest
 
 from robustlab.cli.main import main
@@ -104,3 +107,22 @@ def test_train_size_takes_nested_subsets_and_rejects_too_many(tmp_path):
     assert all(tuple(im.flatten().tolist()) in rows for im in small.images)
     with pytest.raises(UserError, match="train_size = 400 exceeds the 320"):
         train_images(400)
+
+
+def test_every_example_run_config_loads_and_names_what_its_script_globs():
+    """Every training config in examples/ parses with its names checked, and carries the run
+    name its script finds it by (compare_objectives.sh globs fmnist-<objective>, bn_study.sh
+    bn-<setting>), so a typo shows here and not an hour into a study."""
+    root = Path(__file__).resolve().parents[1] / "examples"
+    checked = 0
+    for path in sorted([*root.glob("*.toml"), *root.glob("zoo/*.toml")]):
+        if "train" not in tomllib.loads(path.read_text()):
+            continue  # a zoo or sweep spec, not a run config
+        cfg = load_config(path)
+        stem = path.stem
+        if stem.startswith("fashion-mnist-"):
+            assert cfg.run.name == "fmnist-" + stem.removeprefix("fashion-mnist-"), path
+        if stem.startswith("bn-study-"):
+            assert cfg.run.name == "bn-" + stem.removeprefix("bn-study-"), path
+        checked += 1
+    assert checked >= 20
