@@ -107,6 +107,37 @@ def test_flops_of_pgd_at_are_counted_from_passes(tmp_path):
                               (1, 28, 28)) == 2 * macs
 
 
+def test_clean_share_is_not_attacked_and_goes_through_one_bn_as_one_batch(tmp_path):
+    """Xie and Yuille's one-BN mixture: with ``clean_fraction`` the clean rows are not attacked
+    (so they cost no attack passes), and with a single batch norm clean and adversarial rows are
+    normalised together, by the mixture's statistics, not by each part's own."""
+    from robustlab import models
+    from robustlab.errors import UserError
+
+    cfg = load_config(tiny_config(tmp_path, train={"epochs": 1, "objective": "pgd-at",
+                                                   "clean_fraction": 0.5,
+                                                   "attack": {"steps": 3, "eps": 0.1}}))
+    r = train_experiment(cfg, evaluate_test=False).read_results()
+    n_train = 384 - 64
+    assert r["train_backward_examples"] == 3 * n_train // 2 + n_train
+
+    torch.manual_seed(0)
+    net = models.create("resnet-10", 4, 1, norm="bn", image_size=28, width=4).train()
+    x, xa = torch.rand(8, 1, 28, 28), torch.rand(8, 1, 28, 28)
+    y = torch.randint(0, 4, (8,))
+    joint = torch.nn.functional.cross_entropy(net(torch.cat([x[:4], xa[4:]])), y)
+    apart = torch.nn.functional.cross_entropy(torch.cat([net(x[:4]), net(xa[4:])]), y)
+    got = adversarial_ce_loss(net, x, xa, y, clean_fraction=0.5)[0]
+    assert abs(joint - apart) > 1e-4  # the two normalisations do differ on this batch
+    assert torch.allclose(got, joint, atol=1e-6)
+
+    (tmp_path / "t").mkdir()
+    bad = load_config(tiny_config(tmp_path / "t", train={"epochs": 1, "objective": "trades",
+                                                         "clean_fraction": 0.5}))
+    with pytest.raises(UserError, match="clean_fraction"):
+        train_experiment(bad, evaluate_test=False)
+
+
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from robustlab.training import trainer

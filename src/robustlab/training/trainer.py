@@ -23,12 +23,13 @@ from ..data import ImageData
 from ..data.augment import Augment
 from ..data.loader import batches_per_epoch, iterate_batches, mix_batches
 from ..distributed import all_reduce_sum, rank_world
+from ..errors import UserError
 from ..passes import PassCount, count_passes
 from ..progress import progress_bar
 from ..runs import Run
 from ..threat import LpThreat
 from .ema import ModelEMA
-from .objectives import get_objective
+from .objectives import adversarial_ce_loss, clean_count, get_objective
 from .optim import make_optimizer, param_groups
 from .routing import Routed
 from .schedule import lr_at
@@ -65,6 +66,11 @@ class Trainer:
             # Worst-of-k spatial training attacks in eval mode instead (Engstrom et al.).
             self.adversary.train_mode = True
         self.mixbn = getattr(model, "config", {}).get("norm") == "mixbn"
+        if self.tc.clean_fraction > 0 and (self.objective.loss is not adversarial_ce_loss
+                                           or self.objective.free):
+            raise UserError(f"train.clean_fraction = {self.tc.clean_fraction}: a clean share "
+                            f"is defined for the cross-entropy objectives on adversarial "
+                            f"inputs (pgd-at, fgsm-rs, ...), not for {self.tc.objective}")
         self.augment = Augment(cfg.data.crop_padding, cfg.data.flip)
         if self.tc.channels_last:
             # NHWC: faster convolutions with oneDNN on CPU and tensor cores on GPU.
@@ -173,7 +179,16 @@ class Trainer:
             if self.adversary is not None:
                 # With mixture BN the adversary attacks through the adversarial BN set.
                 target = Routed(self.model, "adv") if self.mixbn else self.model
-                x_adv = self.adversary(target, x, y).x_adv
+                # Only the adversarial share is attacked: the clean rows are not perturbed, so
+                # attacking them would only cost passes.
+                n_clean = clean_count(self.tc.clean_fraction, x.shape[0])
+                if n_clean == 0:
+                    x_adv = self.adversary(target, x, y).x_adv
+                elif n_clean < x.shape[0]:
+                    x_adv = torch.cat([x[:n_clean],
+                                       self.adversary(target, x[n_clean:], y[n_clean:]).x_adv])
+                else:
+                    x_adv = x
             awp_diff = None
             if self.awp is not None and self.state.epoch >= self.awp_warmup:
                 # Wu et al.: the loss and its gradient at w + v, the update applied to w.
