@@ -3,12 +3,15 @@
 # a batch-norm ResNet (base width 16): half clean + half adversarial through one BN, adversarial
 # only, the same mixed batches with mixture BN (both BN sets evaluated), and adversarial-only AT
 # at resnet-10/18/34/50 (resnet-18 is the adv-only run). Each run is evaluated by `robustlab run`
-# (PGD-20, then AutoAttack `fast`) and then by `robustlab eval --version standard` on the first STANDARD_N test images
-# (both BN sets for mixbn); scripts/bn_study_table.py prints the table with paired comparisons.
-# Run:  bash scripts/bn_study.sh                          (20 000 images, 5 epochs)
-#       TRAIN_SIZE=55000 EPOCHS=10 bash scripts/bn_study.sh    (the docs/results.md setting)
-# Cost: roughly resnet-18/width-16 PGD-10 AT at ~11x a standard epoch; on 2 CPU cores plan on
-# hours (resnet-50 dominates); on one GPU, minutes per run.
+# (PGD-20, then AutoAttack `fast`, on 1000 test images) and then by `robustlab eval --version
+# standard` on the first STANDARD_N (both BN sets for mixbn); scripts/bn_study_table.py prints
+# the table with paired comparisons.
+# Run:  bash scripts/bn_study.sh                          (20 000 images, 5 epochs, every setting)
+#       SETTINGS="half-clean adv-only mixbn depth-10 depth-34" TRAIN_SIZE=20000 EPOCHS=3 \
+#         STANDARD_N=200 bash scripts/bn_study.sh --quiet      (docs/results.md, 2026-12-02)
+# Cost on 2 CPU cores at 20 000 images x 3 epochs: about 6 min of training for half-clean and
+# mixbn (only half of each batch is attacked), 9 for resnet-18 adv-only; resnet-50 is about 2.7x
+# resnet-18 per step. On one GPU, minutes per run.
 # Runs go to $RUNS (default runs/bn-study/); a setting already done there is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
