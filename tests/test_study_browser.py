@@ -120,6 +120,9 @@ def test_keyboard_participant_and_cant_tell(chrome, server, study):
     total = len(_store(study).assignments(token))
     keys = ["2", "c", "0"]
     for k in range(total):
+        # A key pressed before the page's scripts have run is lost (no listener yet), which a
+        # loaded CI machine hits: wait for the load event first.
+        page.wait_for_load_state("load")
         with page.expect_navigation():
             page.keyboard.press(keys[k % 3])
     assert page.inner_text("#completion-code")
