@@ -20,6 +20,7 @@ from ..distributed import barrier, broadcast_object, destroy, init_from_env, loc
 from ..errors import UserError
 from ..evaluation.evaluate import EvalState, evaluate, summarise
 from ..io import atomic_write, atomic_write_json
+from ..models.norm import is_mixbn
 from ..runs import Run
 from ..threat import LpThreat
 from .common import check_fits, load_any_model, resolve_device
@@ -68,7 +69,7 @@ def load_eval_model(spec: EvalSpec, device):
     model = load_any_model(spec.model, which=spec.weights, device=device, arch=spec.arch,
                            factory=spec.model_factory, data_spec=dspec,
                            num_classes=spec.num_classes, norm=spec.arch_norm)
-    if getattr(model, "config", {}).get("norm") == "mixbn":
+    if is_mixbn(model):
         from ..training.trainer import _Routed
 
         model = _Routed(model, spec.bn)

@@ -13,6 +13,7 @@ import torch
 from ..config import Config, config_to_toml, load_config
 from ..distributed import broadcast_object, destroy, init_from_env, local_device
 from ..errors import UserError
+from ..models.norm import is_mixbn
 from ..runs import Run
 from ..threat import LpThreat
 from .common import build_model, load_splits, setup
@@ -153,7 +154,7 @@ def _evaluate_test(cfg: Config, run: Run, model, data, device, quiet) -> tuple[d
     x = data.images[:n].to(device, torch.float32) / 255
     y = data.labels[:n].to(device)
     attack_desc = " -> ".join(_describe(name, ec.attack) for name in ec.attacks)
-    mixbn = getattr(model, "config", {}).get("norm") == "mixbn"
+    mixbn = is_mixbn(model)
     routes = [cfg.model.test_bn, "adv" if cfg.model.test_bn == "clean" else "clean"] \
         if mixbn else [None]
     out: dict = {}

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, UserError
+from ..models.norm import is_mixbn
 from .zoo_spec import ModelEntry, ZooSection
 
 
@@ -52,7 +53,7 @@ def _load_entry(e: ModelEntry, spec, device: torch.device, info: dict | None) ->
 
     if e.run or e.checkpoint:
         model = models.load_model(e.run or e.checkpoint, which=e.which, device=str(device))
-        if getattr(model, "config", {}).get("norm") == "mixbn":
+        if is_mixbn(model):
             from ..training.routing import Routed
 
             model = Routed(model, "clean")

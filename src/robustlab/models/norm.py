@@ -97,3 +97,11 @@ def bn_route(model: nn.Module, route: str) -> Iterator[nn.Module]:
     finally:
         for m, r in zip(mixes, before):
             m.route = r
+
+
+def is_mixbn(model) -> bool:
+    """Whether ``model`` uses mixture BN, looking through the wrappers training puts around it
+    (``torch.compile``'s ``_orig_mod``, then DDP's ``module``), which carry no ``config``."""
+    for attr in ("_orig_mod", "module"):
+        model = getattr(model, attr, model)
+    return getattr(model, "config", {}).get("norm") == "mixbn"

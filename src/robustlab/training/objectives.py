@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..models.norm import is_mixbn
 from ..threat import LpThreat
 
 
 def forward(model: nn.Module, x: torch.Tensor, route: str | None = None) -> torch.Tensor:
     """Call a robustlab model with a mixture-BN route, or any other module plainly."""
-    if route is not None and getattr(model, "config", {}).get("norm") == "mixbn":
+    if route is not None and is_mixbn(model):
         return model(x, bn=route)
     return model(x)
 
@@ -52,7 +53,7 @@ def adversarial_ce_loss(model, x, x_adv, y, *, label_smoothing: float = 0.0,
     if n_clean == 0:
         logits = forward(model, x_adv, "adv")
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing), logits
-    if getattr(model, "config", {}).get("norm") == "mixbn":
+    if is_mixbn(model):
         logits = torch.cat([forward(model, x[:n_clean], "clean"),
                             forward(model, x_adv[n_clean:], "adv")])
     else:

@@ -24,6 +24,7 @@ from ..data.augment import Augment
 from ..data.loader import batches_per_epoch, iterate_batches, mix_batches
 from ..distributed import all_reduce_sum, rank_world
 from ..errors import UserError
+from ..models.norm import is_mixbn
 from ..passes import PassCount, count_passes
 from ..progress import progress_bar
 from ..runs import Run
@@ -65,7 +66,7 @@ class Trainer:
             # same mode while attacking and learning; Wong et al. attack in train mode too).
             # Worst-of-k spatial training attacks in eval mode instead (Engstrom et al.).
             self.adversary.train_mode = True
-        self.mixbn = getattr(model, "config", {}).get("norm") == "mixbn"
+        self.mixbn = is_mixbn(model)
         if self.tc.clean_fraction > 0 and (self.objective.loss is not adversarial_ce_loss
                                            or self.objective.free):
             raise UserError(f"train.clean_fraction = {self.tc.clean_fraction}: a clean share "
@@ -252,7 +253,7 @@ class Trainer:
         energies on validation and on a fixed training subset of the same size
         (training/validation.py)."""
         model = model or self.model
-        route = self.cfg.model.test_bn if getattr(model, "config", {}).get("norm") == "mixbn" \
+        route = self.cfg.model.test_bn if is_mixbn(model) \
             else None
         return validate(model, self.val_data, self.train_data, self.threat, self.tc,
                         self.device, route, energies_on_train)
