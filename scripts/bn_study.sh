@@ -9,6 +9,8 @@
 # Run:  bash scripts/bn_study.sh                          (20 000 images, 5 epochs, every setting)
 #       SETTINGS="half-clean adv-only mixbn depth-10 depth-34" TRAIN_SIZE=20000 EPOCHS=3 \
 #         STANDARD_N=200 bash scripts/bn_study.sh --quiet      (docs/results.md, 2026-12-02)
+#       SETTINGS="adv-only depth-10 depth-34" TRAIN_SIZE=20000 EPOCHS=3 STANDARD_N=200 \
+#         bash scripts/bn_study.sh --quiet      (the depth series with standard, docs/results.md)
 # Cost on 2 CPU cores at 20 000 images x 3 epochs: about 6 min of training for half-clean and
 # mixbn (only half of each batch is attacked), 9 for resnet-18 adv-only; resnet-50 is about 2.7x
 # resnet-18 per step. On one GPU, minutes per run.
