@@ -109,6 +109,29 @@ def test_norm_variants_build_the_right_layers():
     assert models.make_norm("gn", 6).num_groups == 2
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.distributed's own imports
+def test_is_mixbn_sees_through_compile_and_ddp(tmp_path):
+    """Training wraps the model in torch.compile and, under torchrun, DDP; neither wrapper has
+    the model's config, and missing mixture BN there silently routed every row through the
+    clean statistics."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from robustlab.models.norm import is_mixbn
+
+    mix, plain = tiny("resnet-10", norm="mixbn"), tiny("resnet-10")
+    assert is_mixbn(mix) and not is_mixbn(plain)
+    assert is_mixbn(torch.compile(mix)) and not is_mixbn(torch.compile(plain))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0,
+                            world_size=1)
+    try:
+        assert is_mixbn(DistributedDataParallel(mix))
+        assert is_mixbn(torch.compile(DistributedDataParallel(mix)))
+        assert not is_mixbn(DistributedDataParallel(plain))
+    finally:
+        dist.destroy_process_group()
+
+
 def test_mixbn_routes_keep_separate_statistics_and_parameters():
     torch.manual_seed(0)
     m = tiny("resnet-10", norm="mixbn").train()
