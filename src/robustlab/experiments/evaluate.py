@@ -70,9 +70,9 @@ def load_eval_model(spec: EvalSpec, device):
                            factory=spec.model_factory, data_spec=dspec,
                            num_classes=spec.num_classes, norm=spec.arch_norm)
     if is_mixbn(model):
-        from ..training.trainer import _Routed
+        from ..training.routing import Routed
 
-        model = _Routed(model, spec.bn)
+        model = Routed(model, spec.bn)
     if spec.version == "rand":
         from ..attacks.autoattack import KeepStochastic
 

@@ -146,7 +146,7 @@ def _evaluate_test(cfg: Config, run: Run, model, data, device, quiet) -> tuple[d
     """Clean and robust accuracy on the [eval] split; with mixture BN, for both BN sets
     (Xie and Yuille report both), the one named by model.test_bn first."""
     from ..evaluation import evaluate
-    from ..training.trainer import _Routed
+    from ..training.routing import Routed
 
     ec = cfg.eval
     threat = LpThreat(ec.attack.norm, ec.attack.eps)
@@ -159,7 +159,7 @@ def _evaluate_test(cfg: Config, run: Run, model, data, device, quiet) -> tuple[d
         if mixbn else [None]
     out: dict = {}
     for route in routes:
-        target = model if route is None else _Routed(model, route)
+        target = model if route is None else Routed(model, route)
         attacks = eval_attacks(ec.attacks, threat, ec.attack, data.spec.num_classes)
         res = evaluate(target, x, y, threat, attacks, batch_size=ec.batch_size,
                        keep_adv=True, seed=cfg.run.seed, quiet=quiet)

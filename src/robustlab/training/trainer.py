@@ -37,8 +37,6 @@ from .schedule import lr_at
 from .train_state import TrainState, load_training, save_training
 from .validation import catastrophic_overfitting, validate
 
-# Importable from here as before the split (experiments/ and bench/ use them).
-_Routed = Routed
 __all__ = ["Trainer", "TrainState", "make_optimizer", "param_groups"]
 
 
@@ -253,8 +251,7 @@ class Trainer:
         energies on validation and on a fixed training subset of the same size
         (training/validation.py)."""
         model = model or self.model
-        route = self.cfg.model.test_bn if is_mixbn(model) \
-            else None
+        route = self.cfg.model.test_bn if is_mixbn(model) else None
         return validate(model, self.val_data, self.train_data, self.threat, self.tc,
                         self.device, route, energies_on_train)
 
