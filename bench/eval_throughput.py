@@ -2,11 +2,14 @@
 forward pass and its forward-backward to the input (an attack step), NCHW against channels-last
 and over batch sizes, in one process.
 
-    .venv/bin/python bench/eval_throughput.py [--arch cnn-small] [--reps 4096]
+    .venv/bin/python bench/eval_throughput.py [--arch cnn-small] [--reps 4096] [--compilers]
 
 Prints each rate and two ratios: channels-last ÷ NCHW at the evaluation's default batch, and
 batch 128 ÷ batch 512 in channels-last (the choices of models/layout.py and
-evaluation.default_batch_size).
+evaluation.default_batch_size). ``--compilers`` also times, at the default batch in
+channels-last, the model under ``torch.compile`` (inductor; forward and forward-backward) and
+TorchScript's ``freeze`` + ``optimize_for_inference`` (forward only), each against eager: the
+question being whether an evaluation should compile the model before its attacks.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="cnn-small")
     p.add_argument("--reps", type=int, default=4096, help="images timed per setting")
+    p.add_argument("--compilers", action="store_true",
+                   help="also time torch.compile and TorchScript freeze against eager")
     args = p.parse_args()
     test = data.load("fashion-mnist", "test")
     spec = test.spec
@@ -71,6 +76,37 @@ def main() -> None:
               f"{rates['channels-last', default][i] / rates['nchw', default][i]:.2f}; "
               f"channels-last batch 128 / batch 512 = "
               f"{rates['channels-last', 128][i] / rates['channels-last', 512][i]:.2f}")
+    if args.compilers:
+        compare_compilers(model, images[:default].contiguous(memory_format=torch.channels_last),
+                          rates["channels-last", default], max(8, args.reps // default))
+
+
+def compare_compilers(model, x, eager: tuple[float, float], reps: int) -> None:
+    """Rates of the compiled model (after its compilation, which is timed apart) ÷ eager."""
+    def forward(m):
+        def f():
+            with torch.no_grad():
+                m(x)
+        return f
+
+    def forward_backward(m):
+        def f():
+            xg = x.clone().requires_grad_(True)
+            torch.autograd.grad(m(xg).logsumexp(1).sum(), xg)
+        return f
+
+    t = time.perf_counter()
+    compiled = torch.compile(model)
+    forward(compiled)()
+    forward_backward(compiled)()
+    print(f"torch.compile: {time.perf_counter() - t:.1f} s to compile both graphs")
+    f, fb = rate(forward(compiled), len(x), reps), rate(forward_backward(compiled), len(x), reps)
+    print(f"  torch.compile / eager at batch {len(x)}: forward {f / eager[0]:.2f} "
+          f"({f:.0f}/s), forward-backward {fb / eager[1]:.2f} ({fb:.0f}/s)")
+    with torch.no_grad():
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
+    f = rate(forward(frozen), len(x), reps)
+    print(f"  TorchScript freeze / eager at batch {len(x)}: forward {f / eager[0]:.2f} ({f:.0f}/s)")
 
 
 if __name__ == "__main__":
