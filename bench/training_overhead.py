@@ -19,7 +19,7 @@ import torch
 
 from robustlab import data, models
 from robustlab.config import Config
-from robustlab.training.trainer import Trainer
+from robustlab.training.trainer import Trainer, TrainSettings
 
 
 def make_trainer(args, objective: str, train_data) -> Trainer:
@@ -32,7 +32,8 @@ def make_trainer(args, objective: str, train_data) -> Trainer:
     torch.manual_seed(0)
     model = models.create(args.arch, spec.num_classes, spec.in_channels, norm=args.norm,
                           image_size=spec.image_size)
-    return Trainer(cfg, None, model, train_data, None, torch.device("cpu"), quiet=True)
+    return Trainer(TrainSettings(cfg.train, seed=cfg.run.seed), None, model, train_data, None,
+                   torch.device("cpu"), quiet=True)
 
 
 def main() -> None:

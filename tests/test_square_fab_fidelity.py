@@ -130,12 +130,16 @@ def test_square_linf_signs_are_shared_and_every_query_changes_the_point():
     x_best = attack._init_linf(x)
     for i in range(40):
         same_start = x_best[:1].expand_as(x_best)
-        x_new = attack._propose_linf(x, same_start.clone(), attack.p_at(i + 2000))
+        x_new, _ = attack._propose_linf(x, same_start.clone(), attack.p_at(i + 2000))
         # Identical examples get identical proposals: window and signs are shared.
         assert torch.equal(x_new, x_new[:1].expand_as(x_new))
-        x_new = attack._propose_linf(x, x_best, attack.p_at(i + 2000))
+        x_new, (r, c, s) = attack._propose_linf(x, x_best, attack.p_at(i + 2000))
         changed = (x_new != x_best).flatten(1).any(1)
         assert bool(changed.all())
+        # Nothing changes outside the window it reports (what the cropped queries rely on).
+        outside = torch.ones(8, 8, dtype=torch.bool)
+        outside[r:r + s, c:c + s] = False
+        assert torch.equal(x_new[:, :, outside], x_best[:, :, outside])
         assert float((x_new - x).abs().max()) <= eps + 1e-7
         x_best = x_new
 
@@ -187,7 +191,7 @@ def test_square_window_only_proposal_is_the_originals_masked_one(norm, eps):
         torch.manual_seed(100 + i)
         ref = _masked_proposal(attack, x, x_best.clone(), attack.p_at(it))
         torch.manual_seed(100 + i)
-        ours = attack._propose_bumps(x, x_best.clone(), attack.p_at(it))
+        ours, _ = attack._propose_bumps(x, x_best.clone(), attack.p_at(it))
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
         assert bool(attack.threat.contains(ours, x).all())
         x_best = ours

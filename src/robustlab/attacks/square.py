@@ -54,6 +54,13 @@ window size is built once. On 50 Fashion-MNIST images with cnn-small, one thread
 Square from 1.21× to 1.15× the time of its forward passes, and its own work per query at a batch
 of 50 from 1.7 to 1.0 ms (ℓ1 3.0 to 1.9 ms, ℓ∞ 0.64 to 0.47 ms); the points and query counts are
 the original loop's to float rounding (``tests/test_square_fab_fidelity.py``).
+
+ℓ∞ queries cost less than a pass on the models that allow it: a proposal changes one window
+shared by the batch and nothing else, so on a sequential conv net each convolution is recomputed
+only over the window's receptive field (``window_forward.py``; late in the schedule the window
+is a few pixels). The logits are a full pass's to float rounding; the model's forward hooks see
+every query, so pass counts are unchanged (``tests/test_window_forward.py``). ℓ2 and ℓ1
+proposals rescale or project the whole perturbation, so they make full passes.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ from torch import nn
 from ..errors import UserError
 from ..threat import LpThreat, lp_norm
 from .base import Attack, AttackResult
+from .window_forward import WindowForward
 
 _SQUARE_NORMS = ("linf", "l2", "l1")
 # Loop iterations after which p halves (Andriushchenko et al., 2020, and their code; AutoAttack
@@ -190,6 +198,9 @@ class Square(Attack):
     """
 
     name = "square"
+    # ℓ∞ queries recompute only the window's receptive field where the model allows it
+    # (window_forward.py); off only to test that it changes nothing but the cost.
+    crop_queries = True
 
     def __init__(self, threat: LpThreat, n_queries: int = 5000, p_init: float = 0.8,
                  restarts: int = 1, loss: str = "margin", rescale_schedule: bool = False,
@@ -229,7 +240,9 @@ class Square(Attack):
         n, c, _, w = x.shape
         return (x + self.threat.eps * _random_sign((n, c, 1, w), x)).clamp(0, 1)
 
-    def _propose_linf(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
+    def _propose_linf(self, x: torch.Tensor, x_best: torch.Tensor, p: float
+                      ) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """The proposal, and the window it changed (the same for the whole batch)."""
         _, c, h, w = x.shape
         s = window_side(p, h, w, "linf")
         vh, vw = self._corner(h, w, s)
@@ -244,7 +257,7 @@ class Square(Attack):
             cand = torch.where(same[:, None, None, None], flipped, cand)
         x_new = x_best.clone()
         x_new[win] = cand
-        return x_new
+        return x_new, (vh, vw, s)
 
     # -- ℓ2 and ℓ1 -----------------------------------------------------------------------------
 
@@ -271,7 +284,8 @@ class Square(Attack):
                 delta[:, :, vh:vh + s, vw:vw + s] += bump * _random_sign((n, c, 1, 1), x)
         return self._finish(x, delta)
 
-    def _propose_bumps(self, x: torch.Tensor, x_best: torch.Tensor, p: float) -> torch.Tensor:
+    def _propose_bumps(self, x: torch.Tensor, x_best: torch.Tensor, p: float
+                       ) -> tuple[torch.Tensor, None]:
         """One ℓ2/ℓ1 proposal for every example of the batch. Only three operations touch whole
         images (the perturbation, its norm, the final rescale or projection); everything else
         works on the two windows, so a query costs little more than its forward pass."""
@@ -296,7 +310,8 @@ class Square(Attack):
         new = new * (budget / _channel_norm(new, norm).clamp_min(1e-12))
         delta[:, :, vh2:vh2 + s, vw2:vw2 + s] = 0.0
         delta[:, :, vh:vh + s, vw:vw + s] = new
-        return self._finish(x, delta)
+        # The rescale (ℓ2) or projection (ℓ1) touches every pixel, so no window is reported.
+        return self._finish(x, delta), None
 
     # -- the attack ----------------------------------------------------------------------------
 
@@ -317,12 +332,17 @@ class Square(Attack):
         margin_loss = self.loss == "margin"
         x_best = self._init_linf(x) if linf else self._init_bumps(x)
         propose = self._propose_linf if linf else self._propose_bumps
-        logits = model(x_best)
+        # ℓ∞ proposals change one window: the model's convolutions then recompute only what it
+        # reaches (window_forward.py); None where the model is not one it can crop.
+        crops = WindowForward.build(model) if linf and self.crop_queries else None
+        logits = crops.start(x_best) if crops is not None else model(x_best)
         margin = _margin(logits, y)
         loss = margin.clone() if margin_loss else self._loss(logits, y)
         queries = torch.ones(len(x), dtype=torch.long, device=x.device)
         act = (margin >= 0).nonzero().flatten()
         xa, xb, ya, la, ma = x[act], x_best[act], y[act], loss[act], margin[act]
+        if crops is not None:
+            crops.select(act)
         spent = 0  # loop iterations so far: each example in ``act`` took one query in each
 
         def write_back(keep: torch.Tensor | None) -> None:
@@ -335,20 +355,24 @@ class Square(Attack):
         for i in range(self.n_queries):
             if len(act) == 0:
                 break
-            x_new = propose(xa, xb, self.p_at(i))
-            logits = model(x_new)
+            x_new, window = propose(xa, xb, self.p_at(i))
+            logits = crops.query(x_new, window) if crops is not None else model(x_new)
             spent += 1
             m_new = _margin(logits, ya)
             l_new = m_new if margin_loss else self._loss(logits, ya)
             better = (l_new < la) | (m_new < 0)
             xb = torch.where(better.view(-1, 1, 1, 1), x_new, xb)
             la, ma = torch.where(better, l_new, la), torch.where(better, m_new, ma)
+            if crops is not None:
+                crops.accept(better)
             broken = ma < 0
             if bool(broken.any()):
                 keep = ~broken
                 write_back(keep)
                 act, xa, xb, ya, la, ma = act[keep], xa[keep], xb[keep], ya[keep], la[keep], \
                     ma[keep]
+                if crops is not None:
+                    crops.select(keep)
         write_back(None)
         return x_best, margin, queries
 

@@ -81,7 +81,7 @@ def _fit_and_report(cfg, run, model, train, val, test, extra, device, fwd_flops,
     from .. import models
     from ..training.trainer import Trainer
 
-    trainer = Trainer(cfg, run, model, train, val, device, extra_data=extra,
+    trainer = Trainer(train_settings(cfg), run, model, train, val, device, extra_data=extra,
                       forward_flops=fwd_flops, quiet=quiet)
     if resume:
         trainer.resume()
@@ -289,3 +289,11 @@ def resume_experiment(run_ref: str, runs_dir: str | None, *, evaluate_test: bool
     return train_experiment(cfg, evaluate_test=evaluate_test, resume=path, quiet=quiet,
                             on_epoch=on_epoch, on_resume=on_resume)
 
+
+def train_settings(cfg):
+    """The trainer's plain settings from a config (``training`` does not read the config)."""
+    from ..training.settings import TrainSettings
+
+    return TrainSettings(cfg.train, seed=cfg.run.seed, crop_padding=cfg.data.crop_padding,
+                         flip=cfg.data.flip, extra_fraction=cfg.data.extra_fraction,
+                         test_bn=cfg.model.test_bn, spatial=cfg.spatial)

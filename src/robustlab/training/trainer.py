@@ -18,7 +18,6 @@ import time
 import torch
 from torch import nn
 
-from ..config import Config
 from ..data import ImageData
 from ..data.augment import Augment
 from ..data.loader import batches_per_epoch, iterate_batches, mix_batches
@@ -34,19 +33,20 @@ from .objectives import adversarial_ce_loss, clean_count, get_objective
 from .optim import make_optimizer, param_groups
 from .routing import Routed
 from .schedule import lr_at
+from .settings import TrainSettings
 from .train_state import TrainState, load_training, save_training
 from .validation import catastrophic_overfitting, validate
 
-__all__ = ["Trainer", "TrainState", "make_optimizer", "param_groups"]
+__all__ = ["Trainer", "TrainSettings", "TrainState", "make_optimizer", "param_groups"]
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run: Run, model: nn.Module, train_data: ImageData,
-                 val_data: ImageData | None, device: torch.device, *,
+    def __init__(self, settings: TrainSettings, run: Run | None, model: nn.Module,
+                 train_data: ImageData, val_data: ImageData | None, device: torch.device, *,
                  extra_data: ImageData | None = None, forward_flops: int = 0,
                  quiet: bool | None = None):
-        self.cfg, self.run, self.model = cfg, run, model
-        self.tc = cfg.train
+        self.settings, self.run, self.model = settings, run, model
+        self.tc = settings.train
         self.device = device
         self.train_data = train_data.to(device)
         self.val_data = val_data.to(device) if val_data is not None else None
@@ -55,7 +55,7 @@ class Trainer:
         self.quiet = quiet
         self.objective = get_objective(self.tc.objective)
         self.threat = LpThreat(self.tc.attack.norm, self.tc.attack.eps)
-        kw = {"spatial": cfg.spatial} if self.objective.uses_spatial else {}
+        kw = {"spatial": settings.spatial} if self.objective.uses_spatial else {}
         self.adversary = (self.objective.make_adversary(self.threat, self.tc.attack, self.tc,
                                                         **kw)
                           if self.objective.make_adversary else None)
@@ -70,7 +70,7 @@ class Trainer:
             raise UserError(f"train.clean_fraction = {self.tc.clean_fraction}: a clean share "
                             f"is defined for the cross-entropy objectives on adversarial "
                             f"inputs (pgd-at, fgsm-rs, ...), not for {self.tc.objective}")
-        self.augment = Augment(cfg.data.crop_padding, cfg.data.flip)
+        self.augment = Augment(settings.crop_padding, settings.flip)
         if self.tc.channels_last:
             # NHWC: faster convolutions with oneDNN on CPU and tensor cores on GPU.
             model.to(memory_format=torch.channels_last)
@@ -124,19 +124,19 @@ class Trainer:
         rank 0 wrote), so without this each rank would draw the same attack noise for its own
         share of the batch. Rank 0 keeps the stream a one-process run draws."""
         if self.world > 1 and self.rank > 0:
-            torch.manual_seed((self.cfg.run.seed * 7919 + self.rank) * 1_000_003 + step)
+            torch.manual_seed((self.settings.seed * 7919 + self.rank) * 1_000_003 + step)
 
     # ------------------------------------------------------------------ data order
     def _steps_per_epoch(self) -> int:
         n_extra = len(self.extra_data) if self.extra_data is not None else 0
-        fraction = self.cfg.data.extra_fraction if n_extra else 0.0
+        fraction = self.settings.extra_fraction if n_extra else 0.0
         return batches_per_epoch(len(self.train_data), n_extra, self.tc.batch_size, fraction)
 
     def _epoch_batches(self, epoch: int):
-        g = torch.Generator().manual_seed(self.cfg.run.seed * 1_000_003 + epoch)
-        if self.extra_data is not None and self.cfg.data.extra_fraction > 0:
+        g = torch.Generator().manual_seed(self.settings.seed * 1_000_003 + epoch)
+        if self.extra_data is not None and self.settings.extra_fraction > 0:
             yield from mix_batches(len(self.train_data), len(self.extra_data),
-                                   self.tc.batch_size, self.cfg.data.extra_fraction, g)
+                                   self.tc.batch_size, self.settings.extra_fraction, g)
         else:
             for idx in iterate_batches(len(self.train_data), self.tc.batch_size, shuffle=True,
                                        generator=g):
@@ -251,7 +251,7 @@ class Trainer:
         energies on validation and on a fixed training subset of the same size
         (training/validation.py)."""
         model = model or self.model
-        route = self.cfg.model.test_bn if is_mixbn(model) else None
+        route = self.settings.test_bn if is_mixbn(model) else None
         return validate(model, self.val_data, self.train_data, self.threat, self.tc,
                         self.device, route, energies_on_train)
 
@@ -342,7 +342,7 @@ class Trainer:
         held out of training; D is the images processed so far."""
         from .scaling_metrics import scaling_metrics
 
-        target = Routed(self.model, self.cfg.model.test_bn) if self.mixbn else self.model
+        target = Routed(self.model, self.settings.test_bn) if self.mixbn else self.model
         out = scaling_metrics(target, self.val_data, self.threat, self.tc.metric_n, self.device)
         out["images_processed"] = self.state.step * self.tc.batch_size
         return out

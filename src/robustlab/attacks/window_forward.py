@@ -1,0 +1,219 @@
+"""Forward passes of images that differ from known ones inside one window: the ℓ∞ Square
+Attack's queries, recomputed over the window's receptive field only.
+
+An ℓ∞ Square proposal (Andriushchenko et al., ECCV 2020; AutoAttack's port) changes every image
+of the batch inside the *same* ``s × s`` window and nowhere else, and late in the attack
+``s`` is a few pixels. In a convolutional network a pixel reaches only its receptive field, so
+each convolution and pooling layer needs recomputing only over the window grown by its kernel,
+while the layers' outputs for the current best points are kept. For the 4-convolution
+``cnn-small`` on 28×28 images and a 4-pixel window that is about 40% of a full forward's
+multiply-adds (the last convolution still sees the whole 8×8 map). The result is the same
+function computed on a smaller crop: equal to a full pass up to float rounding (the crop may be
+convolved with another kernel algorithm), and the attack's final check is a full pass anyway.
+
+What it handles: a :class:`~robustlab.models.classifier.Classifier` or ``nn.Sequential``
+(nested ones flattened) in eval mode, whose spatial part is made of 2-d convolutions (zero
+padding, no dilation), 2-d max-pooling without padding, and per-pixel layers (activations,
+eval-mode batch norm, the input normalisation, identity); the first other layer (``Flatten``,
+a global pool, anything) starts the tail, which runs on the whole feature map. Any model
+hook other than plain forward hooks on the model itself, or a module in training mode, and
+:meth:`WindowForward.build` returns None: the caller then makes ordinary passes. The model's
+own forward hooks (the evaluation's pass counter, its progress) are called on every query as if
+the model had run, so passes are still counted (one forward per example per query, though it
+costs less).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.classifier import Classifier, Normalize
+
+# Layers that act on each pixel (and channel) alone: a window's change stays in the window.
+_PER_PIXEL = (nn.ReLU, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.Identity,
+              nn.BatchNorm2d, Normalize)
+# Below this share of a layer's output rows × columns the crop is worth it; above, the layer
+# and all after it run whole (early in Square's schedule the window spans the image).
+_MAX_SHARE = 0.6
+
+
+def _flatten(module: nn.Module) -> list[nn.Module]:
+    if type(module) is nn.Sequential:
+        return [m for child in module for m in _flatten(child)]
+    return [module]
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _geometry(m: nn.Module) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
+    """(kernel, stride, padding) of a convolution or pooling layer this can crop, else None."""
+    if type(m) is nn.Conv2d:
+        if m.padding_mode != "zeros" or _pair(m.dilation) != (1, 1) or isinstance(m.padding, str):
+            return None
+        return _pair(m.kernel_size), _pair(m.stride), _pair(m.padding)
+    if type(m) is nn.MaxPool2d:
+        if (_pair(m.padding) != (0, 0) or _pair(m.dilation) != (1, 1) or m.ceil_mode
+                or m.return_indices):
+            return None
+        return _pair(m.kernel_size), _pair(m.stride or m.kernel_size), (0, 0)
+    return None
+
+
+def _out_range(lo: int, hi: int, k: int, st: int, pad: int, size_out: int) -> tuple[int, int]:
+    """Output indices [a, b) that read any input index in [lo, hi)."""
+    a = max(0, -(-(lo + pad - k + 1) // st))
+    b = min(size_out, (hi - 1 + pad) // st + 1)
+    return a, b
+
+
+class WindowForward:
+    """The layers' outputs for a batch of current points, and queries that change one window.
+
+    ``start(x)`` runs the whole model on the current points and keeps what a crop needs;
+    ``query(x_new, (r, c, s))`` returns the logits of ``x_new``, which must equal the current
+    points outside the window with corner ``(r, c)`` and side ``s``; ``accept(mask)`` makes the
+    last query's images the current ones where ``mask``; ``select(idx)`` keeps those examples.
+    """
+
+    def __init__(self, model: nn.Module, layers: list[nn.Module], spatial: int):
+        self.model, self.layers, self.spatial = model, layers, spatial
+        # acts[i]: the input of layer i for the current points (acts[spatial] feeds the tail);
+        # kept only where something reads it, a crop or pooling layer or the tail, else None.
+        self.acts: list[torch.Tensor | None] = []
+        self.read = {i for i in range(spatial + 1)
+                     if i == spatial or _geometry(layers[i]) is not None}
+        self._last: list | None = None
+
+    @classmethod
+    def build(cls, model: nn.Module) -> WindowForward | None:
+        if isinstance(model, Classifier):
+            layers = [model.normalize] + _flatten(model.net)
+        elif type(model) is nn.Sequential:
+            layers = _flatten(model)
+        else:
+            return None
+        if any(m.training for m in model.modules()):
+            return None
+        if model._forward_pre_hooks or getattr(model, "_forward_hooks_with_kwargs", None):
+            return None
+        for m in model.modules():
+            if m is not model and (m._forward_hooks or m._forward_pre_hooks
+                                   or m._backward_hooks):
+                return None
+        spatial = 0
+        for m in layers:
+            if not (isinstance(m, _PER_PIXEL) and type(m) in _PER_PIXEL) and _geometry(m) is None:
+                break
+            spatial += 1
+        if not any(_geometry(m) is not None and type(m) is nn.Conv2d for m in layers[:spatial]):
+            return None
+        return cls(model, layers, spatial)
+
+    # -- running layers ---------------------------------------------------------------------
+
+    @staticmethod
+    def _apply(m: nn.Module, t: torch.Tensor) -> torch.Tensor:
+        # In-place activations would overwrite a kept output; run them on a copy.
+        return m(t.clone() if getattr(m, "inplace", False) else t)
+
+    def _tail(self, t: torch.Tensor, start: int) -> torch.Tensor:
+        for m in self.layers[start:]:
+            t = self._apply(m, t)
+        return t
+
+    def _hooks(self, x: torch.Tensor, logits: torch.Tensor) -> None:
+        for hook in list(self.model._forward_hooks.values()):
+            hook(self.model, (x,), logits)
+
+    def start(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            t = x
+            self.acts = [x.clone() if 0 in self.read else None]  # never write the caller's
+            for i, m in enumerate(self.layers[: self.spatial]):
+                t = self._apply(m, t)
+                self.acts.append(t if i + 1 in self.read else None)
+            logits = self._tail(t, self.spatial)
+        self._hooks(x, logits)
+        self._last = None
+        return logits
+
+    def query(self, x_new: torch.Tensor, window: tuple[int, int, int]) -> torch.Tensor:
+        r, c, s = window
+        with torch.no_grad():
+            logits, patches = self._crop_forward(x_new, r, c, s)
+        self._hooks(x_new, logits)
+        self._last = patches
+        return logits
+
+    def _crop_forward(self, x_new, r, c, s):
+        """Layer by layer, the output over the rows/columns the window reaches; once that is
+        most of a layer, the rest runs whole on the current outputs patched with the crop."""
+        rows, cols = (r, r + s), (c, c + s)
+        crop = x_new[:, :, r:r + s, c:c + s]
+        patches = [(rows, cols, crop)]
+        for i, m in enumerate(self.layers[: self.spatial]):
+            inp = self.acts[i]
+            geo = _geometry(m)
+            if geo is None:                      # per pixel: the region does not grow
+                crop = self._apply(m, crop)
+                patches.append((rows, cols, crop))
+                continue
+            (kh, kw), (sh, sw), (ph, pw) = geo
+            h, w = inp.shape[2:]
+            out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+            orows = _out_range(*rows, kh, sh, ph, out_h)
+            ocols = _out_range(*cols, kw, sw, pw, out_w)
+            share = (orows[1] - orows[0]) * (ocols[1] - ocols[0]) / (out_h * out_w)
+            if share > _MAX_SHARE:
+                return self._finish_whole(i, rows, cols, crop, patches)
+            # The input rows/columns those outputs read, padded with zeros beyond the map.
+            r0, r1 = orows[0] * sh - ph, (orows[1] - 1) * sh - ph + kh
+            c0, c1 = ocols[0] * sw - pw, (ocols[1] - 1) * sw - pw + kw
+            piece = inp[:, :, max(r0, 0):min(r1, h), max(c0, 0):min(c1, w)].clone()
+            # Overlay the changed region (it lies inside what the outputs read).
+            a0, a1 = max(rows[0], r0, 0), min(rows[1], r1, h)
+            b0, b1 = max(cols[0], c0, 0), min(cols[1], c1, w)
+            piece[:, :, a0 - max(r0, 0):a1 - max(r0, 0), b0 - max(c0, 0):b1 - max(c0, 0)] = \
+                crop[:, :, a0 - rows[0]:a1 - rows[0], b0 - cols[0]:b1 - cols[0]]
+            if r0 < 0 or c0 < 0 or r1 > h or c1 > w:
+                piece = F.pad(piece, (max(-c0, 0), max(c1 - w, 0), max(-r0, 0), max(r1 - h, 0)))
+            if type(m) is nn.Conv2d:
+                crop = F.conv2d(piece, m.weight, m.bias, m.stride, 0, m.dilation, m.groups)
+            else:
+                crop = F.max_pool2d(piece, m.kernel_size, m.stride)
+            rows, cols = orows, ocols
+            patches.append((rows, cols, crop))
+        return self._finish_whole(self.spatial, rows, cols, crop, patches)
+
+    def _finish_whole(self, i: int, rows, cols, crop, patches):
+        """Layers ``i`` on, whole: the kept input of layer ``i`` with the crop pasted in; each
+        remaining spatial layer's output is then a 'crop' covering its whole map."""
+        t = self.acts[i].clone()
+        t[:, :, rows[0]:rows[1], cols[0]:cols[1]] = crop
+        if i < self.spatial:
+            patches[-1] = ((0, t.shape[2]), (0, t.shape[3]), t)
+        for m in self.layers[i: self.spatial]:
+            t = self._apply(m, t)
+            patches.append(((0, t.shape[2]), (0, t.shape[3]), t))
+        return self._tail(t, self.spatial), patches
+
+    # -- keeping the current points ----------------------------------------------------------
+
+    def accept(self, mask: torch.Tensor) -> None:
+        """The last query's images become the current ones where ``mask``."""
+        if self._last is None or not bool(mask.any()):
+            return
+        sel = mask.view(-1, 1, 1, 1)
+        for act, (rows, cols, crop) in zip(self.acts, self._last):
+            if act is None:
+                continue
+            region = act[:, :, rows[0]:rows[1], cols[0]:cols[1]]
+            region.copy_(torch.where(sel, crop, region))
+
+    def select(self, idx: torch.Tensor) -> None:
+        self.acts = [None if a is None else a[idx] for a in self.acts]
+        self._last = None
