@@ -20,6 +20,9 @@ changes them.
 
 A stage's batches shrink as its points break, and smaller batches cost more per example, so the
 floor (priced at the batch the stage starts with) is a lower bound and the ratio reads high.
+One exception: robustlab's ℓ∞ Square recomputes only the window a query changes
+(``attacks/window_forward.py``) while each query still counts as a forward pass, so its floor
+is an upper bound and its ratio reads low.
 """
 
 from __future__ import annotations

@@ -59,7 +59,9 @@ the original loop's to float rounding (``tests/test_square_fab_fidelity.py``).
 shared by the batch and nothing else, so on a sequential conv net each convolution is recomputed
 only over the window's receptive field (``window_forward.py``; late in the schedule the window
 is a few pixels). The logits are a full pass's to float rounding; the model's forward hooks see
-every query, so pass counts are unchanged (``tests/test_window_forward.py``). ℓ2 and ℓ1
+every query, so pass counts are unchanged (``tests/test_window_forward.py``). On the quickstart
+cnn-small, 128 images, 5000 queries, this took Square from 82.2 to 42.7 s with the same points
+and queries (the original's took 123.4 s; ``bench/square_crops.py``). ℓ2 and ℓ1
 proposals rescale or project the whole perturbation, so they make full passes.
 """
 
