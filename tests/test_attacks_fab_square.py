@@ -25,14 +25,7 @@ def _blobs(n: int, gen: torch.Generator, means: torch.Tensor):
     return x, y
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are far too small to gain from threads, and on a shared, loaded machine
-    OpenMP threads spinning against each other made this module several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,7 @@ from robustlab.attacks.window_forward import WindowForward
 from robustlab.passes import count_passes
 from robustlab.threat import LpThreat
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def padded_net() -> nn.Sequential:

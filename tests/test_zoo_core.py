@@ -30,14 +30,7 @@ from robustlab.threat import LpThreat, lp_norm
 D = 64  # 1×8×8 images
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one thread avoids the thread hand-off that dominates their cost
-    on a shared CPU. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def linear_model(num_classes: int = 2, seed: int = 0) -> nn.Module:
