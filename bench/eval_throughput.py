@@ -24,6 +24,22 @@ from robustlab import data, models
 from robustlab.evaluation.evaluate import default_batch_size
 
 
+def forward(model, x):
+    """A forward pass without gradients, as attacks' checks and Square's queries make."""
+    def run():
+        with torch.no_grad():
+            model(x)
+    return run
+
+
+def forward_backward(model, x):
+    """A forward pass and a backward to the input, as a gradient attack's step makes."""
+    def run():
+        xg = x.clone().requires_grad_(True)
+        torch.autograd.grad(model(xg).logsumexp(1).sum(), xg)
+    return run
+
+
 def rate(fn, batch: int, repeats: int) -> float:
     for _ in range(3):
         fn()
@@ -56,18 +72,9 @@ def main() -> None:
             model.to(memory_format=torch.channels_last)
         for batch in (64, 128, 256, 512):
             x = images[:batch].clone()
-
-            def forward(x=x):
-                with torch.no_grad():
-                    model(x)
-
-            def forward_backward(x=x):
-                xg = x.clone().requires_grad_(True)
-                torch.autograd.grad(model(xg).logsumexp(1).sum(), xg)
-
             reps = max(8, args.reps // batch)
-            rates[layout, batch] = (rate(forward, batch, reps),
-                                    rate(forward_backward, batch, reps))
+            rates[layout, batch] = (rate(forward(model, x), batch, reps),
+                                    rate(forward_backward(model, x), batch, reps))
             f, fb = rates[layout, batch]
             print(f"  {layout:<14} batch {batch:4d}: forward {f:8.0f}   forward-backward {fb:8.0f}",
                   flush=True)
@@ -83,29 +90,18 @@ def main() -> None:
 
 def compare_compilers(model, x, eager: tuple[float, float], reps: int) -> None:
     """Rates of the compiled model (after its compilation, which is timed apart) ÷ eager."""
-    def forward(m):
-        def f():
-            with torch.no_grad():
-                m(x)
-        return f
-
-    def forward_backward(m):
-        def f():
-            xg = x.clone().requires_grad_(True)
-            torch.autograd.grad(m(xg).logsumexp(1).sum(), xg)
-        return f
-
     t = time.perf_counter()
     compiled = torch.compile(model)
-    forward(compiled)()
-    forward_backward(compiled)()
+    forward(compiled, x)()
+    forward_backward(compiled, x)()
     print(f"torch.compile: {time.perf_counter() - t:.1f} s to compile both graphs")
-    f, fb = rate(forward(compiled), len(x), reps), rate(forward_backward(compiled), len(x), reps)
+    f = rate(forward(compiled, x), len(x), reps)
+    fb = rate(forward_backward(compiled, x), len(x), reps)
     print(f"  torch.compile / eager at batch {len(x)}: forward {f / eager[0]:.2f} "
           f"({f:.0f}/s), forward-backward {fb / eager[1]:.2f} ({fb:.0f}/s)")
     with torch.no_grad():
         frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
-    f = rate(forward(frozen), len(x), reps)
+    f = rate(forward(frozen, x), len(x), reps)
     print(f"  TorchScript freeze / eager at batch {len(x)}: forward {f / eager[0]:.2f} ({f:.0f}/s)")
 
 

@@ -81,11 +81,12 @@ class WindowForward:
 
     def __init__(self, model: nn.Module, layers: list[nn.Module], spatial: int):
         self.model, self.layers, self.spatial = model, layers, spatial
+        # Per spatial layer, once: (kernel, stride, padding), or None for a per-pixel layer.
+        self.geometry = [_geometry(m) for m in layers[:spatial]]
         # acts[i]: the input of layer i for the current points (acts[spatial] feeds the tail);
         # kept only where something reads it, a crop or pooling layer or the tail, else None.
         self.acts: list[torch.Tensor | None] = []
-        self.read = {i for i in range(spatial + 1)
-                     if i == spatial or _geometry(layers[i]) is not None}
+        self.read = {i for i, geo in enumerate(self.geometry) if geo is not None} | {spatial}
         self._last: list | None = None
 
     @classmethod
@@ -106,7 +107,7 @@ class WindowForward:
                 return None
         spatial = 0
         for m in layers:
-            if not (isinstance(m, _PER_PIXEL) and type(m) in _PER_PIXEL) and _geometry(m) is None:
+            if type(m) not in _PER_PIXEL and _geometry(m) is None:
                 break
             spatial += 1
         if not any(_geometry(m) is not None and type(m) is nn.Conv2d for m in layers[:spatial]):
@@ -155,13 +156,12 @@ class WindowForward:
         rows, cols = (r, r + s), (c, c + s)
         crop = x_new[:, :, r:r + s, c:c + s]
         patches = [(rows, cols, crop)]
-        for i, m in enumerate(self.layers[: self.spatial]):
-            inp = self.acts[i]
-            geo = _geometry(m)
+        for i, (m, geo) in enumerate(zip(self.layers, self.geometry)):
             if geo is None:                      # per pixel: the region does not grow
                 crop = self._apply(m, crop)
                 patches.append((rows, cols, crop))
                 continue
+            inp = self.acts[i]
             (kh, kw), (sh, sw), (ph, pw) = geo
             h, w = inp.shape[2:]
             out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
