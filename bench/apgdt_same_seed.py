@@ -19,13 +19,12 @@ import argparse
 import time
 
 import torch
+from _original import ORIGINAL_NORM
 
 import robustlab
 from robustlab import data
 from robustlab.attacks.apgd import APGD, APGDT
 from robustlab.threat import LpThreat
-
-ORIGINAL_NORM = {"linf": "Linf", "l2": "L2", "l1": "L1"}
 
 
 def robust_to_apgd_ce(model, x, y, threat: LpThreat, batch: int) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""ℓ∞ Square with cropped queries (attacks/window_forward.py) against plain full passes and
-against the original's Square (``pyautoattack`` 0.2.0, AutoAttack's settings), in one process.
+"""Square with cropped queries (attacks/window_forward.py; ℓ∞ and ℓ2) against plain full passes
+and against the original's Square (``pyautoattack`` 0.2.0, AutoAttack's settings), in one
+process.
 
 On the first N test images the model classifies correctly (most of which survive: the cost of
 Square in AutoAttack is its 5000 queries on points nothing else broke), robustlab's Square with
@@ -8,8 +9,8 @@ original's. Prints robust counts, whether the two robustlab runs agree point for
 times and their ratios.
 
     make bench-deps
-    OMP_NUM_THREADS=2 .venv/bin/python bench/square_crops.py RUN_FOLDER [--n 128] [--eps 0.1]
-        [--queries 5000] [--skip-original]
+    OMP_NUM_THREADS=2 .venv/bin/python bench/square_crops.py RUN_FOLDER [--n 128]
+        [--norm linf] [--eps 0.1] [--queries 5000] [--skip-original]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import time
 
 import torch
+from _original import ORIGINAL_NORM
 
 import robustlab
 from robustlab import data
@@ -30,6 +32,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", help="run folder or .safetensors file (the quickstart model)")
     p.add_argument("--n", type=int, default=128)
+    p.add_argument("--norm", default="linf", choices=("linf", "l2"))
     p.add_argument("--eps", type=float, default=0.1)
     p.add_argument("--queries", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
@@ -41,10 +44,11 @@ def main() -> None:
     with torch.no_grad():
         right = (model(x).argmax(1) == y).nonzero().flatten()[: args.n]
     x, y = x[right], y[right]
-    threat = LpThreat("linf", args.eps)
+    threat = LpThreat(args.norm, args.eps)
     cl = wants_channels_last(model, torch.device("cpu"))
     print(f"model {args.model}; {len(x)} correctly classified Fashion-MNIST test images; "
-          f"linf eps {args.eps:g}; {args.queries} queries; {torch.get_num_threads()} threads; "
+          f"{args.norm} eps {args.eps:g}; {args.queries} queries; "
+          f"{torch.get_num_threads()} threads; "
           f"robustlab {'channels-last' if cl else 'NCHW'}, the original NCHW")
     runs = {}
     for crop in (True, False):
@@ -67,8 +71,8 @@ def main() -> None:
         from pyautoattack.square import SquareAttack
 
         original = SquareAttack(model, p_init=0.8, n_queries=args.queries, eps=args.eps,
-                                norm="Linf", n_restarts=1, seed=args.seed, resc_schedule=False,
-                                device="cpu")
+                                norm=ORIGINAL_NORM[args.norm], n_restarts=1, seed=args.seed,
+                                resc_schedule=False, device="cpu")
         t = time.perf_counter()
         adv = original.perturb(x, y)
         t_orig = time.perf_counter() - t

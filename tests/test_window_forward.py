@@ -55,8 +55,9 @@ def _random_bn(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("which", ["cnn-small-bn", "padded"])
-def test_crop_queries_give_the_logits_of_full_passes(which):
+@pytest.mark.parametrize("which,n_windows", [("cnn-small-bn", 1), ("padded", 1),
+                                             ("cnn-small-bn", 2), ("padded", 2)])
+def test_crop_queries_give_the_logits_of_full_passes(which, n_windows):
     torch.manual_seed(1)
     if which == "padded":
         model, size = _random_bn(padded_net()), 28
@@ -67,17 +68,23 @@ def test_crop_queries_give_the_logits_of_full_passes(which):
     cur = torch.rand(12, 1, size, size)
     with torch.no_grad():
         assert torch.allclose(crops.start(cur), model(cur), atol=1e-5)
-    worst, cropped, whole = 0.0, 0, 0
+    worst, cropped, whole, apart = 0.0, 0, 0, 0
     for it in range(120):
         # Mostly small windows (cropped), every fifth a large one (run whole after a point).
+        # Two windows (ℓ2 Square) fall apart, overlap or touch as the draw goes.
         s = int(torch.randint(14, size + 1, ())) if it % 5 == 0 else int(torch.randint(1, 6, ()))
-        r, c = (int(v) for v in torch.randint(0, size - s + 1, (2,)))
         x_new = cur.clone()
-        x_new[:, :, r:r + s, c:c + s] = torch.rand(len(cur), 1, s, s)
-        logits = crops.query(x_new, (r, c, s))
+        windows = []
+        for _ in range(n_windows):
+            r, c = (int(v) for v in torch.randint(0, size - s + 1, (2,)))
+            x_new[:, :, r:r + s, c:c + s] = torch.rand(len(cur), 1, s, s)
+            windows.append((r, c, s))
+        logits = crops.query(x_new, windows[0] if n_windows == 1 else windows)
         kept = [(p, a) for p, a in zip(crops._last[1:], crops.acts[1:]) if a is not None]
-        cropped += any(p[2].shape[2] < a.shape[2] for p, a in kept)
-        whole += kept[-1][0][2].shape[2:] == kept[-1][1].shape[2:]
+        cropped += any(sum(t.shape[2] * t.shape[3] for _, t in p) < a.shape[2] * a.shape[3]
+                       for p, a in kept)
+        whole += kept[-1][0][0][1].shape[2:] == kept[-1][1].shape[2:]
+        apart += n_windows == 2 and len(crops._last[0]) == 2
         with torch.no_grad():
             worst = max(worst, float((logits - model(x_new)).abs().max()))
         keep = torch.rand(len(cur)) < 0.5
@@ -90,6 +97,7 @@ def test_crop_queries_give_the_logits_of_full_passes(which):
             cur = cur[stay]
     assert worst < 1e-4
     assert cropped > 60 and whole > 0  # both paths ran
+    assert apart > 30 or n_windows == 1  # two rectangles kept apart, not one bounding box
     with torch.no_grad():  # what it keeps is still the current points' layers
         assert torch.allclose(crops.query(cur.clone(), (0, 0, 1)), model(cur), atol=1e-4)
 
@@ -116,11 +124,12 @@ def test_build_declines_models_it_cannot_crop():
     assert WindowForward.build(Custom().eval()) is None
 
 
-def test_square_with_crops_is_square_without(blocks):
+@pytest.mark.parametrize("norm,eps", [("linf", 0.2), ("l2", 3.0)])
+def test_square_with_crops_is_square_without(blocks, norm, eps):
     """Same seed, same points, queries and counted passes; and the attack still breaks points
     of a trained model."""
     model, x, y = blocks
-    threat = LpThreat("linf", 0.2)
+    threat = LpThreat(norm, eps)
     results, passes = [], []
     for crop in (True, False):
         attack = Square(threat, n_queries=300)

@@ -287,7 +287,7 @@ class Square(Attack):
         return self._finish(x, delta)
 
     def _propose_bumps(self, x: torch.Tensor, x_best: torch.Tensor, p: float
-                       ) -> tuple[torch.Tensor, None]:
+                       ) -> tuple[torch.Tensor, list | None]:
         """One ℓ2/ℓ1 proposal for every example of the batch. Only three operations touch whole
         images (the perturbation, its norm, the final rescale or projection); everything else
         works on the two windows, so a query costs little more than its forward pass."""
@@ -312,8 +312,19 @@ class Square(Attack):
         new = new * (budget / _channel_norm(new, norm).clamp_min(1e-12))
         delta[:, :, vh2:vh2 + s, vw2:vw2 + s] = 0.0
         delta[:, :, vh:vh + s, vw:vw + s] = new
-        # The rescale (ℓ2) or projection (ℓ1) touches every pixel, so no window is reported.
-        return self._finish(x, delta), None
+        x_new = self._finish(x, delta)
+        if norm == "l1":
+            # The projection's slack shrinks every coordinate a little: no window to report.
+            return x_new, None
+        # ℓ2: per channel the new window holds the mass of the two windows plus what the image
+        # lacks of ε, so the perturbation's norm is ε before the rescale, whose factor is 1 to
+        # float rounding. Outside the windows the point therefore stays the current one
+        # bit for bit (the original rescales those pixels by 1 ± 1e-7), which lets the query
+        # recompute only what the two windows reach (window_forward.py).
+        out = x_best.clone()
+        for r, c in ((vh2, vw2), (vh, vw)):
+            out[:, :, r:r + s, c:c + s] = x_new[:, :, r:r + s, c:c + s]
+        return out, [(vh, vw, s), (vh2, vw2, s)]
 
     # -- the attack ----------------------------------------------------------------------------
 
@@ -334,9 +345,11 @@ class Square(Attack):
         margin_loss = self.loss == "margin"
         x_best = self._init_linf(x) if linf else self._init_bumps(x)
         propose = self._propose_linf if linf else self._propose_bumps
-        # ℓ∞ proposals change one window: the model's convolutions then recompute only what it
-        # reaches (window_forward.py); None where the model is not one it can crop.
-        crops = WindowForward.build(model) if linf and self.crop_queries else None
+        # ℓ∞ proposals change one window, ℓ2 ones two: the model's convolutions then recompute
+        # only what they reach (window_forward.py); None where the model is not one it can crop.
+        crops = (WindowForward.build(model)
+                 if self.crop_queries and self.threat.norm != "l1"
+                 and len(x) >= WindowForward.MIN_BATCH else None)
         logits = crops.start(x_best) if crops is not None else model(x_best)
         margin = _margin(logits, y)
         loss = margin.clone() if margin_loss else self._loss(logits, y)
@@ -358,7 +371,8 @@ class Square(Attack):
             if len(act) == 0:
                 break
             x_new, window = propose(xa, xb, self.p_at(i))
-            logits = crops.query(x_new, window) if crops is not None else model(x_new)
+            logits = (crops.query(x_new, window) if crops is not None and window is not None
+                      else model(x_new))
             spent += 1
             m_new = _margin(logits, ya)
             l_new = m_new if margin_loss else self._loss(logits, ya)
@@ -375,6 +389,8 @@ class Square(Attack):
                     ma[keep]
                 if crops is not None:
                     crops.select(keep)
+                    if len(act) < WindowForward.MIN_BATCH:  # a crop no longer pays
+                        crops = None
         write_back(None)
         return x_best, margin, queries
 

@@ -1,11 +1,12 @@
-"""Forward passes of images that differ from known ones inside one window: the ℓ∞ Square
-Attack's queries, recomputed over the window's receptive field only.
+"""Forward passes of images that differ from known ones inside a few windows: the Square
+Attack's queries, recomputed over the windows' receptive fields only.
 
 An ℓ∞ Square proposal (Andriushchenko et al., ECCV 2020; AutoAttack's port) changes every image
-of the batch inside the *same* ``s × s`` window and nowhere else, and late in the attack
-``s`` is a few pixels. In a convolutional network a pixel reaches only its receptive field, so
-each convolution and pooling layer needs recomputing only over the window grown by its kernel,
-while the layers' outputs for the current best points are kept. For the 4-convolution
+of the batch inside the *same* ``s × s`` window and nowhere else (an ℓ2 one inside the same two
+windows), and late in the attack ``s`` is a few pixels. In a convolutional network a pixel
+reaches only its receptive field, so each convolution and pooling layer needs recomputing only
+over the windows grown by its kernel (rectangles that come to overlap are merged into their
+bounding box), while the layers' outputs for the current best points are kept. For the 4-convolution
 ``cnn-small`` on 28×28 images and a 4-pixel window that is about 40% of a full forward's
 multiply-adds (the last convolution still sees the whole 8×8 map). The result is the same
 function computed on a smaller crop: equal to a full pass up to float rounding (the crop may be
@@ -37,6 +38,11 @@ _PER_PIXEL = (nn.ReLU, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.ELU, nn.Tanh, nn.Sigmo
 # Below this share of a layer's output rows × columns the crop is worth it; above, the layer
 # and all after it run whole (early in Square's schedule the window spans the image).
 _MAX_SHARE = 0.6
+# A crop costs more per multiply-add than a whole layer (small convolutions, copies, one piece
+# per window): above this share of the convolutions' multiply-adds a query runs whole. Measured
+# on cnn-small, batches of 8-128, 2 threads: one or two windows of 3-5 pixels (shares 0.2-0.4)
+# cost 0.45-0.7 of a pass at 32+ examples, two of 9 pixels (share ~0.6) 1.1-1.2.
+_MAX_COST = 0.5
 
 
 def _flatten(module: nn.Module) -> list[nn.Module]:
@@ -70,14 +76,40 @@ def _out_range(lo: int, hi: int, k: int, st: int, pad: int, size_out: int) -> tu
     return a, b
 
 
+def _merge(rects: list) -> list:
+    """Rectangles ``((r0, r1), (c0, c1))`` with every overlapping pair replaced by its bounding
+    box, until none overlap: each output then has one value to keep."""
+    rects = list(rects)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(rects)):
+            for j in range(i + 1, len(rects)):
+                (a, b), (c, d) = rects[i], rects[j]
+                if a[0] < c[1] and c[0] < a[1] and b[0] < d[1] and d[0] < b[1]:
+                    rects[i] = ((min(a[0], c[0]), max(a[1], c[1])),
+                                (min(b[0], d[0]), max(b[1], d[1])))
+                    del rects[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return rects
+
+
 class WindowForward:
-    """The layers' outputs for a batch of current points, and queries that change one window.
+    """The layers' outputs for a batch of current points, and queries that change a few windows.
 
     ``start(x)`` runs the whole model on the current points and keeps what a crop needs;
     ``query(x_new, (r, c, s))`` returns the logits of ``x_new``, which must equal the current
-    points outside the window with corner ``(r, c)`` and side ``s``; ``accept(mask)`` makes the
+    points outside the window with corner ``(r, c)`` and side ``s`` (or outside each window of a
+    list of them: ℓ2 Square changes two); ``accept(mask)`` makes the
     last query's images the current ones where ``mask``; ``select(idx)`` keeps those examples.
     """
+
+    # Below this many examples a crop's fixed costs outweigh what it saves (cnn-small, 2
+    # threads: 8 examples 1.5-1.8x a pass, 32 examples 0.45-1.05x): callers then pass whole.
+    MIN_BATCH = 24
 
     def __init__(self, model: nn.Module, layers: list[nn.Module], spatial: int):
         self.model, self.layers, self.spatial = model, layers, spatial
@@ -87,6 +119,7 @@ class WindowForward:
         # kept only where something reads it, a crop or pooling layer or the tail, else None.
         self.acts: list[torch.Tensor | None] = []
         self.read = {i for i, geo in enumerate(self.geometry) if geo is not None} | {spatial}
+        self.first = min(self.read)
         self._last: list | None = None
 
     @classmethod
@@ -134,71 +167,107 @@ class WindowForward:
         with torch.no_grad():
             t = x
             self.acts = [x.clone() if 0 in self.read else None]  # never write the caller's
+            self.sizes, self.macs = [tuple(x.shape[2:])], []
             for i, m in enumerate(self.layers[: self.spatial]):
                 t = self._apply(m, t)
                 self.acts.append(t if i + 1 in self.read else None)
+                self.sizes.append(tuple(t.shape[2:]))
+                # Multiply-adds per example of a convolution (pooling and per-pixel layers ~0).
+                self.macs.append(t.shape[1:].numel() * m.weight[0].numel()
+                                 if type(m) is nn.Conv2d else 0)
+            self.macs_total = sum(self.macs)
             logits = self._tail(t, self.spatial)
         self._hooks(x, logits)
         self._last = None
         return logits
 
-    def query(self, x_new: torch.Tensor, window: tuple[int, int, int]) -> torch.Tensor:
-        r, c, s = window
+    def query(self, x_new: torch.Tensor, windows) -> torch.Tensor:
+        """Logits of ``x_new``, which equals the current points outside ``windows``: one
+        ``(r, c, s)`` (corner and side) or a list of them."""
+        if isinstance(windows[0], int):
+            windows = [windows]
         with torch.no_grad():
-            logits, patches = self._crop_forward(x_new, r, c, s)
+            logits, patches = self._crop_forward(x_new, windows)
         self._hooks(x_new, logits)
         self._last = patches
         return logits
 
-    def _crop_forward(self, x_new, r, c, s):
-        """Layer by layer, the output over the rows/columns the window reaches; once that is
-        most of a layer, the rest runs whole on the current outputs patched with the crop."""
-        rows, cols = (r, r + s), (c, c + s)
-        crop = x_new[:, :, r:r + s, c:c + s]
-        patches = [(rows, cols, crop)]
-        for i, (m, geo) in enumerate(zip(self.layers, self.geometry)):
-            if geo is None:                      # per pixel: the region does not grow
-                crop = self._apply(m, crop)
-                patches.append((rows, cols, crop))
+    def _plan(self, windows) -> tuple[list, int]:
+        """Per layer up to the one that runs whole, the rectangles of its input that change, and
+        the index of that layer (``self.spatial`` if every spatial layer is cropped; the first
+        convolution or pooling if cropping would not pay, judged by the share of the
+        convolutions' multiply-adds it would leave)."""
+        rects = _merge([((r, r + s), (c, c + s)) for r, c, s in windows])
+        plan, cost = [rects], 0.0
+        for i, geo in enumerate(self.geometry):
+            if geo is not None:
+                (kh, kw), (sh, sw), (ph, pw) = geo
+                (h, w), (out_h, out_w) = self.sizes[i], self.sizes[i + 1]
+                rects = _merge([(_out_range(*rows, kh, sh, ph, out_h),
+                                 _out_range(*cols, kw, sw, pw, out_w)) for rows, cols in rects])
+                share = sum((r1 - r0) * (c1 - c0) for (r0, r1), (c0, c1) in rects) / (
+                    out_h * out_w)
+                if share > _MAX_SHARE:
+                    cost += sum(self.macs[i:])
+                    return plan, (i if cost <= _MAX_COST * self.macs_total else self.first)
+                cost += share * self.macs[i]
+            plan.append(rects)
+        return plan, (self.spatial if cost <= _MAX_COST * self.macs_total else self.first)
+
+    def _crop_forward(self, x_new, windows):
+        """Layer by layer, the outputs over the rectangles the windows reach; once those are
+        most of a layer, the rest runs whole on the current outputs patched with the crops."""
+        plan, whole_at = self._plan(windows)
+        rects = plan[0]
+        crops = [x_new[:, :, r0:r1, c0:c1] for (r0, r1), (c0, c1) in rects]
+        patches = [list(zip(rects, crops))]
+        for i, (m, geo) in enumerate(zip(self.layers[:whole_at], self.geometry)):
+            if geo is None:                      # per pixel: the rectangles do not grow
+                crops = [self._apply(m, t) for t in crops]
+                patches.append(list(zip(rects, crops)))
                 continue
             inp = self.acts[i]
             (kh, kw), (sh, sw), (ph, pw) = geo
             h, w = inp.shape[2:]
-            out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-            orows = _out_range(*rows, kh, sh, ph, out_h)
-            ocols = _out_range(*cols, kw, sw, pw, out_w)
-            share = (orows[1] - orows[0]) * (ocols[1] - ocols[0]) / (out_h * out_w)
-            if share > _MAX_SHARE:
-                return self._finish_whole(i, rows, cols, crop, patches)
-            # The input rows/columns those outputs read, padded with zeros beyond the map.
-            r0, r1 = orows[0] * sh - ph, (orows[1] - 1) * sh - ph + kh
-            c0, c1 = ocols[0] * sw - pw, (ocols[1] - 1) * sw - pw + kw
-            piece = inp[:, :, max(r0, 0):min(r1, h), max(c0, 0):min(c1, w)].clone()
-            # Overlay the changed region (it lies inside what the outputs read).
-            a0, a1 = max(rows[0], r0, 0), min(rows[1], r1, h)
-            b0, b1 = max(cols[0], c0, 0), min(cols[1], c1, w)
-            piece[:, :, a0 - max(r0, 0):a1 - max(r0, 0), b0 - max(c0, 0):b1 - max(c0, 0)] = \
-                crop[:, :, a0 - rows[0]:a1 - rows[0], b0 - cols[0]:b1 - cols[0]]
-            if r0 < 0 or c0 < 0 or r1 > h or c1 > w:
-                piece = F.pad(piece, (max(-c0, 0), max(c1 - w, 0), max(-r0, 0), max(r1 - h, 0)))
-            if type(m) is nn.Conv2d:
-                crop = F.conv2d(piece, m.weight, m.bias, m.stride, 0, m.dilation, m.groups)
-            else:
-                crop = F.max_pool2d(piece, m.kernel_size, m.stride)
-            rows, cols = orows, ocols
-            patches.append((rows, cols, crop))
-        return self._finish_whole(self.spatial, rows, cols, crop, patches)
+            new_crops = []
+            for orows, ocols in plan[i + 1]:
+                # The input rows/columns those outputs read, padded with zeros beyond the map.
+                r0, r1 = orows[0] * sh - ph, (orows[1] - 1) * sh - ph + kh
+                c0, c1 = ocols[0] * sw - pw, (ocols[1] - 1) * sw - pw + kw
+                top, left = max(r0, 0), max(c0, 0)
+                piece = inp[:, :, top:min(r1, h), left:min(c1, w)].clone()
+                # Overlay every changed rectangle where it meets what these outputs read.
+                for (rows, cols), crop in zip(rects, crops):
+                    a0, a1 = max(rows[0], top), min(rows[1], r1, h)
+                    b0, b1 = max(cols[0], left), min(cols[1], c1, w)
+                    if a0 < a1 and b0 < b1:
+                        piece[:, :, a0 - top:a1 - top, b0 - left:b1 - left] = \
+                            crop[:, :, a0 - rows[0]:a1 - rows[0], b0 - cols[0]:b1 - cols[0]]
+                if r0 < 0 or c0 < 0 or r1 > h or c1 > w:
+                    piece = F.pad(piece, (max(-c0, 0), max(c1 - w, 0), max(-r0, 0),
+                                          max(r1 - h, 0)))
+                if type(m) is nn.Conv2d:
+                    new_crops.append(F.conv2d(piece, m.weight, m.bias, m.stride, 0, m.dilation,
+                                              m.groups))
+                else:
+                    new_crops.append(F.max_pool2d(piece, m.kernel_size, m.stride))
+            rects, crops = plan[i + 1], new_crops
+            patches.append(list(zip(rects, crops)))
+        return self._finish_whole(whole_at, rects, crops, patches)
 
-    def _finish_whole(self, i: int, rows, cols, crop, patches):
-        """Layers ``i`` on, whole: the kept input of layer ``i`` with the crop pasted in; each
-        remaining spatial layer's output is then a 'crop' covering its whole map."""
+    def _finish_whole(self, i: int, rects, crops, patches):
+        """Layers ``i`` on, whole: the kept input of layer ``i`` with the crops pasted in; each
+        remaining spatial layer's output is then one 'crop' covering its whole map."""
         t = self.acts[i].clone()
-        t[:, :, rows[0]:rows[1], cols[0]:cols[1]] = crop
+        for ((r0, r1), (c0, c1)), crop in zip(rects, crops):
+            t[:, :, r0:r1, c0:c1] = crop
         if i < self.spatial:
-            patches[-1] = ((0, t.shape[2]), (0, t.shape[3]), t)
+            patches[-1] = [(((0, t.shape[2]), (0, t.shape[3])), t)]
         for m in self.layers[i: self.spatial]:
-            t = self._apply(m, t)
-            patches.append(((0, t.shape[2]), (0, t.shape[3]), t))
+            # No copy before an in-place activation: t starts as a fresh copy and each layer
+            # makes the next; the inputs kept (of convolutions and pools) are never written.
+            t = m(t)
+            patches.append([(((0, t.shape[2]), (0, t.shape[3])), t)])
         return self._tail(t, self.spatial), patches
 
     # -- keeping the current points ----------------------------------------------------------
@@ -207,12 +276,13 @@ class WindowForward:
         """The last query's images become the current ones where ``mask``."""
         if self._last is None or not bool(mask.any()):
             return
-        sel = mask.view(-1, 1, 1, 1)
-        for act, (rows, cols, crop) in zip(self.acts, self._last):
+        # Row by row: few proposals are kept, and a where() over whole maps would cost a pass.
+        idx = mask.nonzero().flatten()
+        for act, layer in zip(self.acts, self._last):
             if act is None:
                 continue
-            region = act[:, :, rows[0]:rows[1], cols[0]:cols[1]]
-            region.copy_(torch.where(sel, crop, region))
+            for ((r0, r1), (c0, c1)), crop in layer:
+                act[idx, :, r0:r1, c0:c1] = crop[idx]
 
     def select(self, idx: torch.Tensor) -> None:
         self.acts = [None if a is None else a[idx] for a in self.acts]
