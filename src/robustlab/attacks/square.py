@@ -55,14 +55,25 @@ Square from 1.21× to 1.15× the time of its forward passes, and its own work pe
 of 50 from 1.7 to 1.0 ms (ℓ1 3.0 to 1.9 ms, ℓ∞ 0.64 to 0.47 ms); the points and query counts are
 the original loop's to float rounding (``tests/test_square_fab_fidelity.py``).
 
-ℓ∞ queries cost less than a pass on the models that allow it: a proposal changes one window
-shared by the batch and nothing else, so on a sequential conv net each convolution is recomputed
-only over the window's receptive field (``window_forward.py``; late in the schedule the window
-is a few pixels). The logits are a full pass's to float rounding; the model's forward hooks see
-every query, so pass counts are unchanged (``tests/test_window_forward.py``). On the quickstart
-cnn-small, 128 images, 5000 queries, this took Square from 82.2 to 42.7 s with the same points
-and queries (the original's took 123.4 s; ``bench/square_crops.py``). ℓ2 and ℓ1
-proposals rescale or project the whole perturbation, so they make full passes.
+ℓ∞ and ℓ2 queries cost less than a pass on the models that allow it: a proposal changes one
+window (ℓ∞) or two (ℓ2) shared by the batch and nothing else, so on a sequential conv net each
+convolution is recomputed only over the windows' receptive fields (``window_forward.py``; late
+in the schedule a window is a few pixels). The logits are a full pass's to float rounding; the
+model's forward hooks see every query, so pass counts are unchanged
+(``tests/test_window_forward.py``). On the quickstart cnn-small, 128 images, 5000 queries, this
+took ℓ∞ Square from 82.2 to 42.7 s with the same points and queries (the original's took
+123.4 s; ``bench/square_crops.py``). Because the crop's logits differ from a full pass's by
+float rounding, a proposal whose loss ties the current one to ~1e-6 can be kept by one and not
+the other, so with and without crops the ℓ2 runs may part after a while (equally valid runs;
+``crop_queries = False`` turns crops off).
+
+- ℓ2: per channel the new window receives the mass of both windows plus what the image lacks of
+  ε, so the perturbation has norm ε *before* the original's rescale to ε, whose factor is then 1
+  up to float rounding. robustlab applies the rescale (and the clip) inside the two windows only
+  and leaves every other pixel exactly as it is; the original moves them by ~1e-7 relative
+  (``tests/test_square_fab_fidelity.py`` checks the two proposals agree to 1e-6 on three
+  channels). That is what lets ℓ2 queries be cropped. ℓ1 proposals are projected onto ball ∩ box
+  with a slack that shrinks every coordinate a little, so they make full passes.
 """
 
 from __future__ import annotations
