@@ -202,7 +202,7 @@ class WindowForward:
         for i, geo in enumerate(self.geometry):
             if geo is not None:
                 (kh, kw), (sh, sw), (ph, pw) = geo
-                (h, w), (out_h, out_w) = self.sizes[i], self.sizes[i + 1]
+                out_h, out_w = self.sizes[i + 1]
                 rects = _merge([(_out_range(*rows, kh, sh, ph, out_h),
                                  _out_range(*cols, kw, sw, pw, out_w)) for rows, cols in rects])
                 share = sum((r1 - r0) * (c1 - c0) for (r0, r1), (c0, c1) in rects) / (
