@@ -211,8 +211,8 @@ class Square(Attack):
     """
 
     name = "square"
-    # ℓ∞ queries recompute only the window's receptive field where the model allows it
-    # (window_forward.py); off only to test that it changes nothing but the cost.
+    # ℓ∞ and ℓ2 queries recompute only the windows' receptive fields where the model allows it
+    # (window_forward.py); off to test that it changes nothing but the cost and rounding.
     crop_queries = True
 
     def __init__(self, threat: LpThreat, n_queries: int = 5000, p_init: float = 0.8,
@@ -278,9 +278,16 @@ class Square(Attack):
         """ℓ2: rescale to norm ε and clip (the original's step); ℓ1: project onto the threat
         model."""
         if self.threat.norm == "l2":
-            scale = self.threat.eps / lp_norm(delta, "l2").clamp_min(1e-12)
-            return torch.addcmul(x, delta, scale.view(-1, 1, 1, 1)).clamp_(0, 1)
+            return self._rescale(x, delta, self._l2_scale(delta))
         return self.threat.project(x + delta, x)
+
+    def _l2_scale(self, delta: torch.Tensor) -> torch.Tensor:
+        """Per example, the factor that takes ``delta`` to norm ε, shaped to broadcast."""
+        return (self.threat.eps / lp_norm(delta, "l2").clamp_min(1e-12)).view(-1, 1, 1, 1)
+
+    @staticmethod
+    def _rescale(x: torch.Tensor, delta: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(x, delta, scale).clamp_(0, 1)
 
     def _init_bumps(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -323,18 +330,20 @@ class Square(Attack):
         new = new * (budget / _channel_norm(new, norm).clamp_min(1e-12))
         delta[:, :, vh2:vh2 + s, vw2:vw2 + s] = 0.0
         delta[:, :, vh:vh + s, vw:vw + s] = new
-        x_new = self._finish(x, delta)
         if norm == "l1":
             # The projection's slack shrinks every coordinate a little: no window to report.
-            return x_new, None
+            return self._finish(x, delta), None
         # ℓ2: per channel the new window holds the mass of the two windows plus what the image
         # lacks of ε, so the perturbation's norm is ε before the rescale, whose factor is 1 to
         # float rounding. Outside the windows the point therefore stays the current one
         # bit for bit (the original rescales those pixels by 1 ± 1e-7), which lets the query
-        # recompute only what the two windows reach (window_forward.py).
+        # recompute only what the two windows reach (window_forward.py); the rescale and clip
+        # are applied to the two windows alone.
+        scale = self._l2_scale(delta)
         out = x_best.clone()
         for r, c in ((vh2, vw2), (vh, vw)):
-            out[:, :, r:r + s, c:c + s] = x_new[:, :, r:r + s, c:c + s]
+            win = (slice(None), slice(None), slice(r, r + s), slice(c, c + s))
+            out[win] = self._rescale(x[win], delta[win], scale)
         return out, [(vh, vw, s), (vh2, vw2, s)]
 
     # -- the attack ----------------------------------------------------------------------------
@@ -382,8 +391,7 @@ class Square(Attack):
             if len(act) == 0:
                 break
             x_new, window = propose(xa, xb, self.p_at(i))
-            logits = (crops.query(x_new, window) if crops is not None and window is not None
-                      else model(x_new))
+            logits = crops.query(x_new, window) if crops is not None else model(x_new)
             spent += 1
             m_new = _margin(logits, ya)
             l_new = m_new if margin_loss else self._loss(logits, ya)

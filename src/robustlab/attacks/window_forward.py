@@ -215,8 +215,9 @@ class WindowForward:
         return plan, (self.spatial if cost <= _MAX_COST * self.macs_total else self.first)
 
     def _crop_forward(self, x_new, windows):
-        """Layer by layer, the outputs over the rectangles the windows reach; once those are
-        most of a layer, the rest runs whole on the current outputs patched with the crops."""
+        """Layer by layer, the outputs over the rectangles the windows reach; from the layer
+        :meth:`_plan` picks (where those are most of a layer, or where cropping would not pay),
+        the rest runs whole on the current outputs patched with the crops."""
         plan, whole_at = self._plan(windows)
         rects = plan[0]
         crops = [x_new[:, :, r0:r1, c0:c1] for (r0, r1), (c0, c1) in rects]
