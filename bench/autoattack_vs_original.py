@@ -244,6 +244,8 @@ def main() -> None:
                   f"in {r['seconds']:.1f} s", flush=True)
             for s in r["stages"]:
                 m = max(1, min(batch, s["points"]))
+                # Measure this batch size now if it is new, so later re-measurements include it;
+                # the floor is priced at the end, on the median of them all.
                 pass_costs(model, x, m, layout[lib])
                 stage_rows.append((norm, name, lib, s["attack"], m, s["robust_accuracy"],
                                    s["seconds"], s["forward"], s["backward"]))
