@@ -134,7 +134,8 @@ class _StageLog(logging.Handler):
                                 "forward": self.count.forward, "backward": self.count.backward})
 
 
-def run_original(model, x, y, threat: LpThreat, batch: int, seed: int) -> dict:
+def run_original(model, x, y, threat: LpThreat, batch: int, seed: int, stages: int = 0) -> dict:
+    """The original's ``standard``; ``stages`` > 0 runs only its first ``stages`` attacks."""
     from pyautoattack import AutoAttack
 
     count = PassCount()
@@ -145,6 +146,8 @@ def run_original(model, x, y, threat: LpThreat, batch: int, seed: int) -> dict:
     try:
         aa = AutoAttack(model, norm=ORIGINAL_NORM[threat.norm], eps=threat.eps,
                         version="standard", seed=seed)
+        if stages:
+            aa.attacks_to_run = aa.attacks_to_run[:stages]
         t = time.perf_counter()
         with count_passes(model, count):
             x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch)
@@ -167,8 +170,10 @@ def run_original(model, x, y, threat: LpThreat, batch: int, seed: int) -> dict:
             "outside": int((~inside).sum()), "passes": (count.forward, count.backward)}
 
 
-def run_robustlab(model, x, y, threat: LpThreat, version: str, batch: int, seed: int) -> dict:
+def run_robustlab(model, x, y, threat: LpThreat, version: str, batch: int, seed: int,
+                  stages: int = 0) -> dict:
     suite = [Counted(a) for a in build_suite(version, threat, num_classes=10)]
+    suite = suite[:stages] if stages else suite
     t = time.perf_counter()
     res = evaluate(model, x, y, threat, suite, batch_size=batch, seed=seed)
     secs = time.perf_counter() - t
