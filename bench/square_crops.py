@@ -1,6 +1,6 @@
-"""Square with cropped queries (attacks/window_forward.py; ℓ∞ and ℓ2) against plain full passes
-and against the original's Square (``pyautoattack`` 0.2.0, AutoAttack's settings), in one
-process.
+"""Square with cropped queries (attacks/window_forward.py; ℓ∞, ℓ2, and ℓ1 on one channel)
+against plain full passes and against the original's Square (``pyautoattack`` 0.2.0,
+AutoAttack's settings), in one process.
 
 On the first N test images the model classifies correctly (most of which survive: the cost of
 Square in AutoAttack is its 5000 queries on points nothing else broke), robustlab's Square with
@@ -32,7 +32,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", help="run folder or .safetensors file (the quickstart model)")
     p.add_argument("--n", type=int, default=128)
-    p.add_argument("--norm", default="linf", choices=("linf", "l2"))
+    p.add_argument("--norm", default="linf", choices=sorted(ORIGINAL_NORM))
     p.add_argument("--eps", type=float, default=0.1)
     p.add_argument("--queries", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)

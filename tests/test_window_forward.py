@@ -1,4 +1,4 @@
-"""ℓ∞ Square's cropped queries (attacks/window_forward.py): the logits of a full pass, the same
+"""Square's cropped queries (attacks/window_forward.py): the logits of a full pass, the same
 attack with and without them, and a plain pass wherever the model is not one it can crop."""
 
 from __future__ import annotations
@@ -79,7 +79,9 @@ def test_crop_queries_give_the_logits_of_full_passes(which, n_windows):
             r, c = (int(v) for v in torch.randint(0, size - s + 1, (2,)))
             x_new[:, :, r:r + s, c:c + s] = torch.rand(len(cur), 1, s, s)
             windows.append((r, c, s))
-        logits = crops.query(x_new, windows[0] if n_windows == 1 else windows)
+        if it % 7 == 3:  # a proposal that moved every pixel (ℓ1 Square on colour images)
+            x_new, windows = torch.rand_like(cur), [None]
+        logits = crops.query(x_new, windows[0] if n_windows == 1 or it % 7 == 3 else windows)
         kept = [(p, a) for p, a in zip(crops._last[1:], crops.acts[1:]) if a is not None]
         cropped += any(sum(t.shape[2] * t.shape[3] for _, t in p) < a.shape[2] * a.shape[3]
                        for p, a in kept)
@@ -124,12 +126,20 @@ def test_build_declines_models_it_cannot_crop():
     assert WindowForward.build(Custom().eval()) is None
 
 
-@pytest.mark.parametrize("norm,eps", [("linf", 0.2), ("l2", 3.0)])
-def test_square_with_crops_is_square_without(blocks, norm, eps):
+@pytest.mark.parametrize("norm,eps", [("linf", 0.2), ("l2", 3.0), ("l1", 30.0)])
+def test_square_with_crops_is_square_without(blocks, norm, eps, monkeypatch):
     """Same seed, same points, queries and counted passes; and the attack still breaks points
-    of a trained model."""
+    of a trained model. Queries really were cropped (on one channel, ℓ1's too)."""
     model, x, y = blocks
     threat = LpThreat(norm, eps)
+    windowed = []
+    query = WindowForward.query
+
+    def counting(self, x_new, windows):
+        windowed.append(windows is not None)
+        return query(self, x_new, windows)
+
+    monkeypatch.setattr(WindowForward, "query", counting)
     results, passes = [], []
     for crop in (True, False):
         attack = Square(threat, n_queries=300)
@@ -138,6 +148,7 @@ def test_square_with_crops_is_square_without(blocks, norm, eps):
         with count_passes(model) as count:
             results.append(attack(model, x, y))
         passes.append(count.forward)
+    assert len(windowed) > 50 and all(windowed)
     cropped, plain = results
     assert 0 < int(plain.success.sum()) < len(x)
     assert torch.equal(cropped.success, plain.success)

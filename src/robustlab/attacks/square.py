@@ -22,13 +22,8 @@ Fidelity to the original AutoAttack (``pyautoattack`` 0.2.0, read, not copied):
 - ℓ∞: the initial point is vertical stripes of ±ε, one sign per example, channel and column; a
   proposal sets the window to ``x ± ε`` with one sign per channel shared by the whole batch — both
   as in the original.
-- ℓ2 / ℓ1: the initial point is a 5×5 grid of double bumps (rings weighted 1/(k+1)² for ℓ2,
-  1/(k+1)⁴ for ℓ1), each with its own random transposition and one sign per example and channel;
-  ℓ2 is rescaled to norm ε, ℓ1 is projected onto the threat model (``LpThreat.project``; the
-  original uses the exact projection onto the ℓ1 ball ∩ box, which robustlab's ℓ1 Square gets
-  as soon as ``LpThreat.project`` is that projection). A proposal moves the mass of
-  two windows into one new double bump with per-example signs, with the original's budget rule
-  (for ℓ1 including its factor of the channel count), then renormalises (ℓ2) or projects (ℓ1).
+- ℓ2 / ℓ1: double bumps in two windows per proposal, as in the original (``square_bumps.py``
+  says how, and which two deliberate differences leave the pixels outside them untouched).
 - A proposal is kept if it lowers the loss or misclassifies.
 
 Deliberate differences, each at least as strong as the original and costing no extra query:
@@ -47,33 +42,22 @@ Deliberate differences, each at least as strong as the original and costing no e
 
 Cost: a query should cost its forward pass. The examples still being queried are kept in compact
 tensors, rebuilt only when one breaks (the original gathers them out of the full batch and
-scatters them back on every query), and the ℓ2/ℓ1 proposal touches whole images only three times
-(the perturbation, its norm, the rescale or projection): the mass of the two windows comes from
-the windows and their overlap rather than from two image-sized masks, and the double bump of each
-window size is built once. On 50 Fashion-MNIST images with cnn-small, one thread, this took ℓ2
-Square from 1.21× to 1.15× the time of its forward passes, and its own work per query at a batch
-of 50 from 1.7 to 1.0 ms (ℓ1 3.0 to 1.9 ms, ℓ∞ 0.64 to 0.47 ms); the points and query counts are
-the original loop's to float rounding (``tests/test_square_fab_fidelity.py``).
+scatters them back on every query); on 50 Fashion-MNIST images with cnn-small, one thread, this
+and the window-only ℓ2/ℓ1 proposals took ℓ2 Square from 1.21× to 1.15× the time of its forward
+passes (ℓ∞ own work per query 0.64 to 0.47 ms); the points and query counts are the original
+loop's to float rounding (``tests/test_square_fab_fidelity.py``).
 
-ℓ∞ and ℓ2 queries cost less than a pass on the models that allow it: a proposal changes one
-window (ℓ∞) or two (ℓ2) shared by the batch and nothing else, so on a sequential conv net each
-convolution is recomputed only over the windows' receptive fields (``window_forward.py``; late
-in the schedule a window is a few pixels). The logits are a full pass's to float rounding; the
-model's forward hooks see every query, so pass counts are unchanged
-(``tests/test_window_forward.py``). On the quickstart cnn-small, 128 images, 5000 queries, this
-took ℓ∞ Square from 82.2 to 42.7 s with the same points and queries (the original's took
-123.4 s; ``bench/square_crops.py``). Because the crop's logits differ from a full pass's by
-float rounding, a proposal whose loss ties the current one to ~1e-6 can be kept by one and not
-the other, so with and without crops the ℓ2 runs may part after a while (equally valid runs;
-``crop_queries = False`` turns crops off).
-
-- ℓ2: per channel the new window receives the mass of both windows plus what the image lacks of
-  ε, so the perturbation has norm ε *before* the original's rescale to ε, whose factor is then 1
-  up to float rounding. robustlab applies the rescale (and the clip) inside the two windows only
-  and leaves every other pixel exactly as it is; the original moves them by ~1e-7 relative
-  (``tests/test_square_fab_fidelity.py`` checks the two proposals agree to 1e-6 on three
-  channels). That is what lets ℓ2 queries be cropped. ℓ1 proposals are projected onto ball ∩ box
-  with a slack that shrinks every coordinate a little, so they make full passes.
+Queries cost less than a pass on the models that allow it: a proposal changes one window (ℓ∞)
+or two (ℓ2, ℓ1 on one channel) shared by the batch and nothing else, so on a sequential conv
+net each convolution is recomputed only over the windows' receptive fields
+(``window_forward.py``; late in the schedule a window is a few pixels). The logits are a full
+pass's to float rounding; the model's forward hooks see every query, so pass counts are
+unchanged (``tests/test_window_forward.py``). On the quickstart cnn-small, 128 images, 5000
+queries, this took ℓ∞ Square from 82.2 to 42.7 s with the same points and queries (the
+original's took 123.4 s; ``bench/square_crops.py``). Because the crop's logits differ from a
+full pass's by float rounding, a proposal whose loss ties the current one to ~1e-6 can be kept
+by one and not the other, so with and without crops the ℓ2 and ℓ1 runs may part after a while
+(equally valid runs; ``crop_queries = False`` turns crops off).
 """
 
 from __future__ import annotations
@@ -84,8 +68,9 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..threat import LpThreat, lp_norm
+from ..threat import LpThreat
 from .base import Attack, AttackResult
+from .square_bumps import init_bumps, propose_bumps, random_sign
 from .window_forward import WindowForward
 
 _SQUARE_NORMS = ("linf", "l2", "l1")
@@ -121,75 +106,6 @@ def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return z_y - others.amax(1)
 
 
-def _random_sign(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    return torch.randint(0, 2, shape, device=like.device).to(like.dtype) * 2 - 1
-
-
-def _bump(a: int, b: int, power: int, device, dtype) -> torch.Tensor:
-    """The paper's pseudo-Gaussian ``a × b`` bump: concentric rectangles around the centre, ring
-    k weighted 1/(k+1)^power and summed inwards (unnormalised)."""
-    if a == 0 or b == 0:
-        return torch.zeros(a, b, device=device, dtype=dtype)
-    rings = max(a // 2 + 1, b // 2 + 1)
-    weights = 1.0 / torch.arange(1, rings + 1, device=device, dtype=dtype) ** power
-    tail = weights.flip(0).cumsum(0).flip(0)  # tail[r] = Σ_{k≥r} 1/(k+1)^power
-    ri = (torch.arange(a, device=device) - a // 2).abs()
-    rj = (torch.arange(b, device=device) - b // 2).abs()
-    return tail[torch.maximum(ri[:, None], rj[None, :])]
-
-
-def _double_bump(s: int, norm: str, device, dtype,
-                 cache: dict | None = None) -> torch.Tensor:
-    """Two bumps of opposite sign in the two halves of an ``s × s`` square, randomly transposed,
-    of unit norm: the ℓ2 update of the paper (Alg. 3), and its ℓ1 variant with ring weights
-    1/(k+1)⁴ and unit ℓ1 norm (AutoAttack's code). ``cache`` keeps the untransposed square per
-    side, since building it is some twenty small tensor operations per query; the transposition
-    is drawn every call, so the random stream is the same with or without it."""
-    key = (s, norm, device, dtype)
-    out = None if cache is None else cache.get(key)
-    if out is None:
-        power, p = (2, 2) if norm == "l2" else (4, 1)
-
-        def unit(t: torch.Tensor) -> torch.Tensor:
-            size = t.norm() if p == 2 else t.abs().sum()
-            return t / size.clamp_min(1e-12)
-
-        top = unit(_bump(s // 2, s, power, device, dtype))
-        bottom = -unit(_bump(s - s // 2, s, power, device, dtype))
-        out = unit(torch.cat([top, bottom], 0))
-        if cache is not None:
-            cache[key] = out
-    if bool(torch.rand(()) > 0.5):
-        out = out.t()
-    return out
-
-
-def _channel_norm(t: torch.Tensor, norm: str) -> torch.Tensor:
-    """Per example and channel, over the spatial dimensions, kept as (n, c, 1, 1)."""
-    if norm == "l2":
-        return t.pow(2).sum((2, 3), keepdim=True).sqrt()
-    return t.abs().sum((2, 3), keepdim=True)
-
-
-def _union_norm(delta: torch.Tensor, a: tuple[int, int], b: tuple[int, int], s: int,
-                norm: str) -> torch.Tensor:
-    """:func:`_channel_norm` of ``delta`` over the union of the two ``s × s`` windows with
-    corners ``a`` and ``b``, from the windows and their overlap alone (inclusion-exclusion on
-    squared ℓ2 or on ℓ1 mass): the original builds two image-sized masks per query for this."""
-    def part(r0: int, c0: int, hh: int, ww: int) -> torch.Tensor:
-        t = delta[:, :, r0:r0 + hh, c0:c0 + ww]
-        return t.pow(2).sum((2, 3), keepdim=True) if norm == "l2" else \
-            t.abs().sum((2, 3), keepdim=True)
-
-    total = part(*a, s, s) + part(*b, s, s)
-    oh = min(a[0], b[0]) + s - max(a[0], b[0])
-    ow = min(a[1], b[1]) + s - max(a[1], b[1])
-    if oh > 0 and ow > 0:
-        total = total - part(max(a[0], b[0]), max(a[1], b[1]), oh, ow)
-    total = total.clamp_min(0)  # the subtraction can round a hair below zero
-    return total.sqrt() if norm == "l2" else total
-
-
 class Square(Attack):
     """Untargeted Square Attack, by default with the margin loss.
 
@@ -211,7 +127,7 @@ class Square(Attack):
     """
 
     name = "square"
-    # ℓ∞ and ℓ2 queries recompute only the windows' receptive fields where the model allows it
+    # Queries recompute only the windows' receptive fields where the model allows it
     # (window_forward.py); off to test that it changes nothing but the cost and rounding.
     crop_queries = True
 
@@ -251,7 +167,7 @@ class Square(Attack):
 
     def _init_linf(self, x: torch.Tensor) -> torch.Tensor:
         n, c, _, w = x.shape
-        return (x + self.threat.eps * _random_sign((n, c, 1, w), x)).clamp(0, 1)
+        return (x + self.threat.eps * random_sign((n, c, 1, w), x)).clamp(0, 1)
 
     def _propose_linf(self, x: torch.Tensor, x_best: torch.Tensor, p: float
                       ) -> tuple[torch.Tensor, tuple[int, int, int]]:
@@ -260,7 +176,7 @@ class Square(Attack):
         s = window_side(p, h, w, "linf")
         vh, vw = self._corner(h, w, s)
         win = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
-        step = self.threat.eps * _random_sign((1, c, 1, 1), x)  # shared by the batch
+        step = self.threat.eps * random_sign((1, c, 1, 1), x)  # shared by the batch
         cand = (x[win] + step).clamp(0, 1)
         # Where the window would not change, the query could only repeat the current loss; the
         # opposite signs always change it (clamp(x + ε) > clamp(x − ε) for ε > 0).
@@ -272,79 +188,18 @@ class Square(Attack):
         x_new[win] = cand
         return x_new, (vh, vw, s)
 
-    # -- ℓ2 and ℓ1 -----------------------------------------------------------------------------
-
-    def _finish(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """ℓ2: rescale to norm ε and clip (the original's step); ℓ1: project onto the threat
-        model."""
-        if self.threat.norm == "l2":
-            return self._rescale(x, delta, self._l2_scale(delta))
-        return self.threat.project(x + delta, x)
-
-    def _l2_scale(self, delta: torch.Tensor) -> torch.Tensor:
-        """Per example, the factor that takes ``delta`` to norm ε, shaped to broadcast."""
-        return (self.threat.eps / lp_norm(delta, "l2").clamp_min(1e-12)).view(-1, 1, 1, 1)
-
-    @staticmethod
-    def _rescale(x: torch.Tensor, delta: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(x, delta, scale).clamp_(0, 1)
+    # -- ℓ2 and ℓ1 (square_bumps.py) ----------------------------------------------------------
 
     def _init_bumps(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        norm = self.threat.norm
-        s = max(h // 5, 1)
-        start = (h - 5 * s) // 2
-        delta = torch.zeros_like(x)
-        for i in range(h // s):
-            for j in range(w // s):
-                vh, vw = start + i * s, start + j * s
-                if vh < 0 or vw < 0 or vh + s > h or vw + s > w:
-                    continue
-                bump = _double_bump(s, norm, x.device, x.dtype, self._bumps)
-                delta[:, :, vh:vh + s, vw:vw + s] += bump * _random_sign((n, c, 1, 1), x)
-        return self._finish(x, delta)
+        return init_bumps(self.threat, x, self._bumps)
 
     def _propose_bumps(self, x: torch.Tensor, x_best: torch.Tensor, p: float
                        ) -> tuple[torch.Tensor, list | None]:
-        """One ℓ2/ℓ1 proposal for every example of the batch. Only three operations touch whole
-        images (the perturbation, its norm, the final rescale or projection); everything else
-        works on the two windows, so a query costs little more than its forward pass."""
-        n, c, h, w = x.shape
-        eps, norm = self.threat.eps, self.threat.norm
-        s = window_side(p, h, w, norm)
-        vh, vw = self._corner(h, w, s)
-        vh2, vw2 = self._corner(h, w, s)
-        delta = x_best - x
-        win = delta[:, :, vh:vh + s, vw:vw + s]
-        # The mass of both windows, per channel, is what the new window may redistribute.
-        norm_both = _union_norm(delta, (vh, vw), (vh2, vw2), s, norm)
-        norm_win = _channel_norm(win, norm)
-        norm_img = lp_norm(delta, norm).view(-1, 1, 1, 1)
-        new = _double_bump(s, norm, x.device, x.dtype, self._bumps) * _random_sign((n, c, 1, 1), x)
-        new = new + win / (norm_win + 1e-12)
-        if norm == "l2":
-            budget = ((eps**2 - norm_img**2).clamp_min(0) / c + norm_both**2).sqrt()
-        else:
-            # The original's ℓ1 rule, factor c included; the projection trims any excess.
-            budget = ((eps - norm_img).clamp_min(0) / c + norm_both) * c
-        new = new * (budget / _channel_norm(new, norm).clamp_min(1e-12))
-        delta[:, :, vh2:vh2 + s, vw2:vw2 + s] = 0.0
-        delta[:, :, vh:vh + s, vw:vw + s] = new
-        if norm == "l1":
-            # The projection's slack shrinks every coordinate a little: no window to report.
-            return self._finish(x, delta), None
-        # ℓ2: per channel the new window holds the mass of the two windows plus what the image
-        # lacks of ε, so the perturbation's norm is ε before the rescale, whose factor is 1 to
-        # float rounding. Outside the windows the point therefore stays the current one
-        # bit for bit (the original rescales those pixels by 1 ± 1e-7), which lets the query
-        # recompute only what the two windows reach (window_forward.py); the rescale and clip
-        # are applied to the two windows alone.
-        scale = self._l2_scale(delta)
-        out = x_best.clone()
-        for r, c in ((vh2, vw2), (vh, vw)):
-            win = (slice(None), slice(None), slice(r, r + s), slice(c, c + s))
-            out[win] = self._rescale(x[win], delta[win], scale)
-        return out, [(vh, vw, s), (vh2, vw2, s)]
+        """The proposal, and the two windows it changed (None: the whole image moved)."""
+        _, _, h, w = x.shape
+        s = window_side(p, h, w, self.threat.norm)
+        windows = [(*self._corner(h, w, s), s), (*self._corner(h, w, s), s)]
+        return propose_bumps(self.threat, x, x_best, windows, self._bumps)
 
     # -- the attack ----------------------------------------------------------------------------
 
@@ -365,11 +220,11 @@ class Square(Attack):
         margin_loss = self.loss == "margin"
         x_best = self._init_linf(x) if linf else self._init_bumps(x)
         propose = self._propose_linf if linf else self._propose_bumps
-        # ℓ∞ proposals change one window, ℓ2 ones two: the model's convolutions then recompute
-        # only what they reach (window_forward.py); None where the model is not one it can crop.
+        # ℓ∞ proposals change one window, ℓ2 and ℓ1 ones two: the model's convolutions then
+        # recompute only what they reach (window_forward.py); None where the model is not one
+        # it can crop.
         crops = (WindowForward.build(model)
-                 if self.crop_queries and self.threat.norm != "l1"
-                 and len(x) >= WindowForward.MIN_BATCH else None)
+                 if self.crop_queries and len(x) >= WindowForward.MIN_BATCH else None)
         logits = crops.start(x_best) if crops is not None else model(x_best)
         margin = _margin(logits, y)
         loss = margin.clone() if margin_loss else self._loss(logits, y)

@@ -2,15 +2,16 @@
 Attack's queries, recomputed over the windows' receptive fields only.
 
 An ℓ∞ Square proposal (Andriushchenko et al., ECCV 2020; AutoAttack's port) changes every image
-of the batch inside the *same* ``s × s`` window and nowhere else (an ℓ2 one inside the same two
-windows), and late in the attack ``s`` is a few pixels. In a convolutional network a pixel
-reaches only its receptive field, so each convolution and pooling layer needs recomputing only
-over the windows grown by its kernel (rectangles that come to overlap are merged into their
-bounding box), while the layers' outputs for the current best points are kept. For the 4-convolution
-``cnn-small`` on 28×28 images and a 4-pixel window that is about 40% of a full forward's
-multiply-adds (the last convolution still sees the whole 8×8 map). The result is the same
-function computed on a smaller crop: equal to a full pass up to float rounding (the crop may be
-convolved with another kernel algorithm), and the attack's final check is a full pass anyway.
+of the batch inside the *same* ``s × s`` window and nowhere else (an ℓ2 one, and an ℓ1 one on
+one channel, inside the same two windows), and late in the attack ``s`` is a few pixels. In a
+convolutional network a pixel reaches only its receptive field, so each convolution and pooling
+layer needs recomputing only over the windows grown by its kernel (rectangles that come to
+overlap are merged into their bounding box), while the layers' outputs for the current best
+points are kept. For the 4-convolution ``cnn-small`` on 28×28 images and a 4-pixel window that
+is about 40% of a full forward's multiply-adds (the last convolution still sees the whole 8×8
+map). The result is the same function computed on a smaller crop: equal to a full pass up to
+float rounding (the crop may be convolved with another kernel algorithm), and the attack's final
+check is a full pass anyway.
 
 What it handles: a :class:`~robustlab.models.classifier.Classifier` or ``nn.Sequential``
 (nested ones flattened) in eval mode, whose spatial part is made of 2-d convolutions (zero
@@ -103,7 +104,7 @@ class WindowForward:
     ``start(x)`` runs the whole model on the current points and keeps what a crop needs;
     ``query(x_new, (r, c, s))`` returns the logits of ``x_new``, which must equal the current
     points outside the window with corner ``(r, c)`` and side ``s`` (or outside each window of a
-    list of them: ℓ2 Square changes two); ``accept(mask)`` makes the
+    list of them: ℓ2 and ℓ1 Square change two; None: anywhere); ``accept(mask)`` makes the
     last query's images the current ones where ``mask``; ``select(idx)`` keeps those examples.
     """
 
@@ -183,8 +184,11 @@ class WindowForward:
 
     def query(self, x_new: torch.Tensor, windows) -> torch.Tensor:
         """Logits of ``x_new``, which equals the current points outside ``windows``: one
-        ``(r, c, s)`` (corner and side) or a list of them."""
-        if isinstance(windows[0], int):
+        ``(r, c, s)`` (corner and side), a list of them, or None (the whole image may differ:
+        a full pass that keeps the layers' outputs)."""
+        if windows is None:
+            windows = [(0, 0, max(x_new.shape[2:]))]
+        elif isinstance(windows[0], int):
             windows = [windows]
         with torch.no_grad():
             logits, patches = self._crop_forward(x_new, windows)
