@@ -22,8 +22,8 @@ A stage's batches shrink as its points break, and smaller batches cost more per 
 floor (priced at the batch the stage starts with) is a lower bound and the ratio reads high.
 Each pass cost is measured at the start and again after every suite, and a floor uses the
 median of those measurements (one measurement at the start varied up to 2x between runs).
-One exception: robustlab's Square (in ℓ1 on one-channel images) recomputes only what the
-windows of a query change (``attacks/window_forward.py``) while each query still counts as a
+One exception: robustlab's Square (ℓ∞, ℓ2, and ℓ1 on one-channel images) recomputes only what
+the windows of a query change (``attacks/window_forward.py``) while each query still counts as a
 forward pass, so its floor is an upper bound and its ratio reads low.
 """
 

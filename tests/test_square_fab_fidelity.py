@@ -15,6 +15,7 @@ from torch import nn
 from robustlab.attacks.autoattack import build_suite
 from robustlab.attacks.fab import FAB, FABT, box_hyperplane_step
 from robustlab.attacks.square import Square, p_selection, window_side
+from robustlab.attacks.square_bumps import L1_TRIM_RTOL
 from robustlab.threat import LpThreat, lp_norm
 
 N_CLASSES = 4
@@ -172,6 +173,13 @@ def _masked_proposal(attack: Square, x: torch.Tensor, x_best: torch.Tensor, p: f
     return attack.threat.project(x + delta, x)
 
 
+def _l1_trimmed_excess(attack: Square, x: torch.Tensor) -> float:
+    """The most ℓ1 mass robustlab's proposal trims inside its window where the original trims it
+    from every pixel: the tolerance above ε plus the projection's slack below it."""
+    eps = attack.threat.eps
+    return eps * L1_TRIM_RTOL + eps - attack.threat.l1_inner_radius(x[0].numel(), x.dtype)
+
+
 @pytest.mark.parametrize("norm,eps", [("l2", 1.0), ("l1", 6.0)])
 def test_square_window_only_proposal_is_the_originals_masked_one(norm, eps):
     """robustlab computes the mass of the two windows from the windows and their overlap, never
@@ -192,7 +200,7 @@ def test_square_window_only_proposal_is_the_originals_masked_one(norm, eps):
         else:
             # Where robustlab trims the projection's rounding-sized excess inside the new window
             # rather than from every pixel, the points differ by at most twice that excess.
-            excess = eps * 1e-5 + eps - attack.threat.l1_inner_radius(x[0].numel(), x.dtype)
+            excess = _l1_trimmed_excess(attack, x)
             assert float((ours - ref).abs().flatten(1).sum(1).max()) <= 2 * excess
         assert bool(attack.threat.contains(ours, x).all())
         x_best = ours
@@ -207,7 +215,7 @@ def test_square_l1_proposal_on_one_channel_changes_only_its_windows():
     x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(3))
     torch.manual_seed(0)
     x_best = attack._init_bumps(x)
-    excess = eps * 1e-5 + eps - attack.threat.l1_inner_radius(x[0].numel(), x.dtype)
+    excess = _l1_trimmed_excess(attack, x)
     for i, it in enumerate((0, 20, 100, 300, 700, 1500, 3000, 5000) * 3):
         torch.manual_seed(200 + i)
         ref = _masked_proposal(attack, x, x_best.clone(), attack.p_at(it))

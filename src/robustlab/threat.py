@@ -79,7 +79,7 @@ def project_l1_box(delta: torch.Tensor, x: torch.Tensor, eps: float | torch.Tens
     if not bool(need.any()):
         return (v.sign() * a_box).view(shape)
     idx = need.nonzero().flatten()
-    eps = radius[idx, None]
+    rad = radius[idx, None]
     av, bv = a[idx], room[idx]
     n, d = av.shape
     # Breakpoints in decreasing order; passing |vᵢ| downwards activates coordinate i (slope −1
@@ -91,14 +91,14 @@ def project_l1_box(delta: torch.Tensor, x: torch.Tensor, eps: float | torch.Tens
     gaps = q[:, :-1] - q[:, 1:]
     g = torch.cat([torch.zeros_like(q[:, :1]), (active[:, :-1] * gaps).cumsum(1)], 1)  # g(q[k])
     # The segment holding the root: the last breakpoint with g(q[k]) < ε (g(q[0]) = 0 < ε).
-    k = ((g < eps).sum(1, keepdim=True) - 1).clamp(0, 2 * d - 2)
+    k = ((g < rad).sum(1, keepdim=True) - 1).clamp(0, 2 * d - 2)
     slope = active.gather(1, k).clamp_min(1)
-    lam = (q.gather(1, k) - (eps - g.gather(1, k)) / slope).clamp_min(0)
+    lam = (q.gather(1, k) - (rad - g.gather(1, k)) / slope).clamp_min(0)
     out = v.sign() * a_box
     mag = (av - lam).clamp_min(0).minimum(bv)
     # One rounding can leave the sum a few ulps above ε; shrinking towards 0 stays in the box.
     total = mag.sum(1, keepdim=True)
-    mag = mag * torch.where(total > eps, eps / total.clamp_min(1e-30), 1.0)
+    mag = mag * torch.where(total > rad, rad / total.clamp_min(1e-30), 1.0)
     out[idx] = v[idx].sign() * mag
     return out.view(shape)
 

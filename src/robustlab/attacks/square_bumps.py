@@ -40,6 +40,9 @@ import torch
 from ..threat import LpThreat, lp_norm, project_l1_box
 
 Window = tuple[int, int, int]  # corner row, corner column, side
+# ℓ1: a box-clipped proposal at most this far above ε (relative) has its excess trimmed inside
+# the new window; one channel always qualifies (the rule puts exactly ε there, up to rounding).
+L1_TRIM_RTOL = 1e-5
 
 
 def random_sign(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -185,16 +188,16 @@ def _finish_l1(threat: LpThreat, x: torch.Tensor, x_best: torch.Tensor, delta: t
                outside: torch.Tensor, windows: list[Window]) -> tuple[torch.Tensor, list | None]:
     """ℓ1: the proposal onto ball ∩ box. ``outside`` is the perturbation's mass outside the two
     windows, which the proposal left as it was. Where the box-clipped proposal is within
-    1e-5·ε of ε (always on one channel) the excess over the projection's radius is taken out of
-    the new window alone: the exact projection of that window onto ball ∩ box with the radius
-    the rest leaves. Otherwise the whole image is projected, as the original does."""
+    ``L1_TRIM_RTOL``·ε of ε (always on one channel) the excess over the projection's radius is
+    taken out of the new window alone: the exact projection of that window onto ball ∩ box with
+    the radius the rest leaves. Otherwise the whole image is projected, as the original does."""
     (vh, vw, s), (vh2, vw2, _) = windows
     w1 = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
     w2 = (slice(None), slice(None), slice(vh2, vh2 + s), slice(vw2, vw2 + s))
     v, xw = delta[w1], x[w1]
     room = torch.where(v > 0, 1 - xw, xw).clamp_min(0)
     total = outside + torch.minimum(v.abs(), room).flatten(1).sum(1)
-    if bool((total > threat.eps * (1 + 1e-5)).any()):
+    if bool((total > threat.eps * (1 + L1_TRIM_RTOL)).any()):
         return _finish(threat, x, delta), None
     radius = threat.l1_inner_radius(x[0].numel(), x.dtype)
     out = x_best.clone()
