@@ -30,6 +30,7 @@ forward pass, so its floor is an upper bound and its ratio reads low.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
 import statistics
@@ -43,7 +44,7 @@ import robustlab
 from robustlab import data
 from robustlab.attacks.autoattack import build_suite
 from robustlab.evaluation import evaluate
-from robustlab.evaluation.evaluate import default_batch_size
+from robustlab.evaluation.evaluate import default_batch_size, frozen_weights
 from robustlab.models.layout import channels_last as channels_last_layout
 from robustlab.models.layout import wants_channels_last
 from robustlab.passes import PassCount, count_passes
@@ -65,16 +66,18 @@ class Counted:
             return self.attack(model, x, y)
 
 
-# (batch, channels_last) -> one (forward, forward+backward) seconds per example per measurement.
+# (batch, robustlab's way?) -> one (forward, forward+backward) seconds per example per measurement.
 # The same pass measured minutes apart on this machine varied up to 2x (139-298 us), so each is
 # measured again after every suite and a floor uses the median of all its measurements.
 _SAMPLES: dict = {}
 
 
-def measure_costs(model, x, batch: int, channels_last: bool, reps: int = 5) -> None:
+def measure_costs(model, x, batch: int, robustlab: bool, reps: int = 5) -> None:
     """One measurement of the seconds per example of a forward pass (no grad) and of
-    forward+backward to the input, on a batch of ``batch`` images, median of ``reps``, in the
-    given layout."""
+    forward+backward to the input, on a batch of ``batch`` images, median of ``reps``, run as
+    the library runs the model: robustlab's ``evaluate`` in channels-last (convolutional models
+    on CPU) with the weights frozen, the original as it is given."""
+    channels_last = robustlab and wants_channels_last(model, torch.device("cpu"))
     xb = x[:batch]
     yb = torch.zeros(len(xb), dtype=torch.long)
 
@@ -87,7 +90,8 @@ def measure_costs(model, x, batch: int, channels_last: bool, reps: int = 5) -> N
         torch.autograd.grad(F.cross_entropy(model(xg), yb), xg)
 
     out = []
-    with channels_last_layout(model, channels_last):
+    with channels_last_layout(model, channels_last), \
+            (frozen_weights(model) if robustlab else contextlib.nullcontext()):
         for fn in (fwd, fwd_bwd):
             fn()
             times = []
@@ -96,19 +100,19 @@ def measure_costs(model, x, batch: int, channels_last: bool, reps: int = 5) -> N
                 fn()
                 times.append(time.perf_counter() - t)
             out.append(sorted(times)[reps // 2] / len(xb))
-    _SAMPLES.setdefault((batch, channels_last), []).append((out[0], out[1]))
+    _SAMPLES.setdefault((batch, robustlab), []).append((out[0], out[1]))
 
 
 def remeasure_costs(model, x) -> None:
-    for batch, cl in list(_SAMPLES):
-        measure_costs(model, x, batch, cl)
+    for batch, ours in list(_SAMPLES):
+        measure_costs(model, x, batch, ours)
 
 
-def pass_costs(model, x, batch: int, channels_last: bool) -> tuple[float, float]:
+def pass_costs(model, x, batch: int, robustlab: bool) -> tuple[float, float]:
     """Median over its measurements so far (measured once now if it has none)."""
-    if (batch, channels_last) not in _SAMPLES:
-        measure_costs(model, x, batch, channels_last)
-    got = _SAMPLES[batch, channels_last]
+    if (batch, robustlab) not in _SAMPLES:
+        measure_costs(model, x, batch, robustlab)
+    got = _SAMPLES[batch, robustlab]
     return statistics.median(f for f, _ in got), statistics.median(fb for _, fb in got)
 
 
@@ -219,13 +223,14 @@ def main() -> None:
     x, y = test.float_images()[: args.n], test.labels[: args.n]
     batch = args.batch_size or default_batch_size(torch.device("cpu"))
     cl = wants_channels_last(model, torch.device("cpu"))
-    layout = {"robustlab": cl, "original": False}
+    layout = {"robustlab": True, "original": False}
     costs = {lib: pass_costs(model, x, batch, on) for lib, on in layout.items()}
     print(f"model {args.model}; {len(x)} Fashion-MNIST test images; batches of {batch} for both; "
           f"{torch.get_num_threads()} threads; pyautoattack "
           f"{'skipped' if args.skip_original else __import__('pyautoattack').__version__}")
     for lib, (f, fb) in costs.items():
-        print(f"pass cost ({lib} layout{', channels-last' if lib == 'robustlab' and cl else ''}):"
+        how = (", channels-last" if cl else "") + ", weights frozen" if lib == "robustlab" else ""
+        print(f"pass cost ({lib} layout{how}):"
               f" forward {1e6 * f:.1f} us/example, forward+backward {1e6 * fb:.1f} us/example "
               f"in batches of {batch}")
 

@@ -14,6 +14,7 @@ from robustlab.attacks.fab import FAB, FABT, box_hyperplane_step
 from robustlab.attacks.registry import make_attack
 from robustlab.attacks.square import Square
 from robustlab.errors import UserError
+from robustlab.passes import count_passes
 from robustlab.threat import LpThreat, lp_norm
 
 N_CLASSES = 4
@@ -253,6 +254,60 @@ def test_fab_t_tries_further_targets(blob_model):
     three = FABT(threat, steps=20, n_target_classes=3)(model, x, y)
     assert int(three.success.sum()) >= int(one.success.sum())
     assert set(three.extras["target"][three.success].tolist()) <= set(range(N_CLASSES))
+
+
+@pytest.mark.parametrize("norm,eps", [("l2", 0.67), ("linf", 0.1), ("l1", 2.86)])
+def test_fab_early_stop_breaks_the_same_points_with_fewer_passes(blob_model, norm, eps):
+    """Per-example early exit (the suites' setting) drops an example once it has a point within
+    ε: the same points break as in the full run, whose minimal norms only shrink after that, and
+    the passes drop; examples never broken follow the same iterates either way."""
+    model, x, y = blob_model
+    threat = LpThreat(norm, eps)
+    runs = {}
+    for stop in (False, True):
+        with count_passes(model) as count:
+            res = FABT(threat, steps=30, n_target_classes=2, early_stop=stop)(model, x, y)
+        runs[stop] = res, count.forward + count.backward
+    (full, full_passes), (early, early_passes) = runs[False], runs[True]
+    assert 0 < int(full.success.sum()) < len(x)
+    assert torch.equal(full.success, early.success)
+    _assert_inside(early.x_adv, x, norm, eps)
+    with torch.no_grad():
+        assert bool((model(early.x_adv).argmax(1) != y)[early.success].all())
+    # The full run keeps minimising: its distortions are at most the early run's.
+    broken = full.success
+    assert bool((full.extras["distortion"][broken]
+                 <= early.extras["distortion"][broken] + 1e-6).all())
+    robust = ~broken
+    assert torch.allclose(full.extras["distortion"][robust], early.extras["distortion"][robust])
+    assert early_passes < 0.9 * full_passes
+
+
+def test_fab_t_reusing_the_linearisation_costs_one_pass_pair_per_step(blob_model):
+    """``reuse_linearisation`` (the ``fast`` suite's FAB-T): every step is one forward and one
+    backward, however many iterates come out adversarial; it still breaks the points the exact
+    FAB-T breaks here, within the threat model, and is a different algorithm (other
+    distortions)."""
+    model, x, y = blob_model
+    threat = LpThreat("l2", 0.67)
+    steps = 30
+    runs = {}
+    for reuse in (False, True):
+        with count_passes(model) as count:
+            res = FABT(threat, steps=steps, n_target_classes=1,
+                       reuse_linearisation=reuse)(model, x, y)
+        runs[reuse] = res, count
+    (exact, c_exact), (reused, c_reused) = runs[False], runs[True]
+    n = len(x)
+    # Per example: the first linearisation, then each step's check linearises (the last step's
+    # only checks): steps backward passes; forwards also for the clean pass and final check.
+    assert c_reused.backward == steps * n and c_reused.forward == (steps + 3) * n
+    assert c_exact.forward > c_reused.forward
+    _assert_inside(reused.x_adv, x, "l2", 0.67)
+    with torch.no_grad():
+        assert bool((model(reused.x_adv).argmax(1) != y)[reused.success].all())
+    assert int(reused.success.sum()) >= int(exact.success.sum()) - 2
+    assert not torch.equal(reused.extras["distortion"], exact.extras["distortion"])
 
 
 # -- Square: black-box, budget -----------------------------------------------------------------

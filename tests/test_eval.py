@@ -49,6 +49,26 @@ def test_suites_break_a_standard_model(trained):
     assert res.passes["backward_examples"] > 0
 
 
+def test_evaluation_attacks_with_frozen_weights_and_restores_their_flags(trained):
+    """Attacks need input gradients only: during evaluate() no parameter requires a gradient
+    (weight gradients cost ~10% of each backward pass), and afterwards every flag is as it was,
+    a frozen parameter included."""
+    run_path, test, _ = trained
+    model = load_model(run_path)
+    params = list(model.parameters())
+    params[0].requires_grad_(False)
+    before = [p.requires_grad for p in params]
+    seen = []
+    model.register_forward_hook(
+        lambda *a: seen.append(any(p.requires_grad for p in model.parameters())))
+    x, y = test.float_images()[:32], test.labels[:32]
+    threat = LpThreat("linf", 0.25)
+    res = evaluate(model, x, y, threat, build_suite("custom", threat, attacks=["pgd"]))
+    assert res.passes["backward_examples"] > 0 and res.robust_accuracy < res.clean_accuracy
+    assert seen and not any(seen)
+    assert [p.requires_grad for p in params] == before and before.count(True) == len(params) - 1
+
+
 def test_channels_last_evaluation_agrees_and_restores_the_layout(trained):
     run_path, test, _ = trained
     model = load_model(run_path)

@@ -403,12 +403,17 @@ def test_fast_suite_per_norm():
     assert names["linf"] == [("apgd-ce-50", ("apgd-ce", 50, 1, None, None)),
                              ("apgd-t3-50", ("apgd-t", 50, 1, 3, None))]
     assert names["l2"] == [("apgd-ce-50", ("apgd-ce", 50, 1, None, None)),
-                           ("fab-t3-50", ("fab-t", 50, 1, 3, None)),
+                           ("fab-t3-100r", ("fab-t", 100, 1, 3, None)),
                            ("apgd-t3-50", ("apgd-t", 50, 1, 3, None))]
     assert names["l1"] == [("apgd-ce-50x3", ("apgd-ce", 50, 3, None, None)),
                            ("apgd-t3-50", ("apgd-t", 50, 1, 3, None))]
     few = build_suite("fast", LpThreat("l2", 1.5), num_classes=3)
-    assert [a.label for a in few] == ["apgd-ce-50", "fab-t2-50", "apgd-t2-50"]
+    assert [a.label for a in few] == ["apgd-ce-50", "fab-t2-100r", "apgd-t2-50"]
+    fab = build_suite("fast", LpThreat("l2", 1.5))[1]
+    assert fab.early_stop and fab.reuse_linearisation
+    # standard keeps the original's FAB-T: a fresh linearisation after every backward step.
+    std = build_suite("standard", LpThreat("l2", 1.5))[2]
+    assert std.early_stop and not std.reuse_linearisation
 
 class HalfFrozen(nn.Module):
     """A linear model, except that images whose first pixel is below 0.5 get constant logits

@@ -27,16 +27,22 @@ Versions:
   - ℓ∞: APGD-CE with 50 iterations drops the easy points, then APGD-T over the 3 most likely
     other classes with 50 iterations each (71.2% against the original ``standard``'s 71.0% at
     0.013× its time; FAB-T and Square broke nothing more there).
-  - ℓ2: the same APGD-CE, then FAB-T over the 3 most likely other classes with 50 steps each
-    (``fab-t3-50``), then APGD-T over 3 targets. Before FAB-T, APGD-T over 5 targets took 47 s
-    of the 91 s and left 23.7% robust on the 1000-image bench; FAB-T first, then this APGD-T,
-    leave 23.9% in 59 s (5 or 9 FAB targets with 30 or 20 steps instead: 29.4% and 37.4%; a
-    1000-query Square instead of APGD-T: 23.3% in 82 s). In ℓ2 FAB-T breaks points no APGD
-    variant does:
-    of 29 points robust to APGD-CE and 9-target APGD-T, full FAB-T broke 3 (minimal norms
-    1.43-1.50 at ε = 1.5), 3 targets × 50 steps broke 2 of them, while APGD-T with the CE or CW
-    targeted loss, 3 restarts, no random start, or APGD-CE/-DLR with 5 restarts broke none. With
-    APGD-CE and 3-target APGD-T only, ``fast`` was 6.5 points above ``standard`` in ℓ2.
+  - ℓ2: the same APGD-CE, then FAB-T over the 3 most likely other classes with 100 steps
+    each, reusing the linearisation of an adversarial iterate after its backward step
+    (``fab-t3-100r``; :class:`~robustlab.attacks.fab.FAB`'s ``reuse_linearisation``: one
+    forward+backward per step instead of two forwards and one backward), then APGD-T over 3
+    targets. In ℓ2 FAB-T breaks points no APGD variant does, and it needs its steps: on the
+    1000-image bench (quickstart model of 2026-12-05, the original ``standard`` at 28.2% in
+    509 s) APGD-CE-50 and FAB-T over 3 targets left 30.6% with 50 steps, 29.2% with 100 (40 s
+    for the stage), 28.7% with 100 steps reusing the linearisation (28 s); 2 targets × 100
+    steps 34.1%, 4 × 75 29.3%, 3 × 50 with 2 restarts 29.7%, targets ordered by the nearest
+    linearised boundary instead of the clean logits no better. APGD-T3-50 after it: 28.1% in
+    47 s. An earlier model: of 29 points robust to APGD-CE and 9-target APGD-T, full FAB-T
+    broke 3 (minimal norms 1.43-1.50 at ε = 1.5), while APGD-T with the CE or CW targeted
+    loss, 3 restarts, no random start, or APGD-CE/-DLR with 5 restarts broke none; an ℓ2 APGD
+    with the exact projection onto ball ∩ box and no steps into the box's walls (tried
+    2026-12-05, not kept) left 33.1% against 33.0% after APGD-CE-50 and APGD-T3-50, so the box
+    is not what FAB exploits.
   - ℓ1: APGD-CE with 50 iterations and 3 restarts, then APGD-T over 3 targets. l1-APGD's
     outcome depends strongly on its random sparse start (the original's ``standard`` spends 5
     restarts on it; on 200 images one 50-iteration run left 15.5% robust, five 100-iteration
@@ -189,9 +195,12 @@ def fast_suite(threat: LpThreat, n_targets: int = 9) -> list:
     suite = [_labelled(ce, "apgd-ce-50" if restarts == 1 else f"apgd-ce-50x{restarts}")]
     k = min(3, n_targets)
     if l2:
-        # FAB-T first: on the points APGD-CE leaves, it breaks most of what APGD-T would, and more.
-        suite.append(_labelled(make_attack("fab-t", threat, steps=50, restarts=1,
-                                           n_target_classes=k), f"fab-t{k}-50"))
+        # FAB-T first: on the points APGD-CE leaves, it breaks most of what APGD-T would, and more;
+        # with the linearisation reused after a backward step, 100 steps cost what 73 would.
+        suite.append(_labelled(make_attack("fab-t", threat, steps=100, restarts=1,
+                                           n_target_classes=k, early_stop=True,
+                                           reuse_linearisation=True),
+                               f"fab-t{k}-100r"))
     suite.append(_labelled(make_attack("apgd-t", threat, steps=50, n_target_classes=k),
                            f"apgd-t{k}-50"))
     return suite
@@ -216,7 +225,8 @@ def build_suite(version: str, threat: LpThreat, *, num_classes: int = 10,
         apgd_t_targets = min(5, n_targets) if l1 else n_targets
         return [make_attack("apgd-ce", threat, steps=100, restarts=5 if l1 else 1),
                 make_attack("apgd-t", threat, steps=100, n_target_classes=apgd_t_targets),
-                make_attack("fab-t", threat, steps=100, restarts=1, n_target_classes=n_targets),
+                make_attack("fab-t", threat, steps=100, restarts=1, n_target_classes=n_targets,
+                            early_stop=True),
                 make_attack("square", threat, n_queries=5000, p_init=0.8, restarts=1,
                             rescale_schedule=False)]
     if version == "fast":
@@ -225,11 +235,13 @@ def build_suite(version: str, threat: LpThreat, *, num_classes: int = 10,
         return [_labelled(make_attack("apgd-ce", threat, steps=100, restarts=5), "apgd-ce-x5"),
                 _labelled(make_attack("apgd-dlr", threat, steps=100, restarts=5),
                           "apgd-dlr-x5"),
-                _labelled(make_attack("fab", threat, steps=100, restarts=5), "fab-x5"),
+                _labelled(make_attack("fab", threat, steps=100, restarts=5, early_stop=True),
+                          "fab-x5"),
                 make_attack("square", threat, n_queries=5000, p_init=0.8, restarts=1,
                             rescale_schedule=False),
                 make_attack("apgd-t", threat, steps=100, n_target_classes=n_targets),
-                make_attack("fab-t", threat, steps=100, restarts=1, n_target_classes=n_targets)]
+                make_attack("fab-t", threat, steps=100, restarts=1, n_target_classes=n_targets,
+                            early_stop=True)]
     # rand
     return [WithEOT(make_attack("apgd-ce", threat, steps=100, restarts=1)),
             WithEOT(make_attack("apgd-dlr", threat, steps=100, restarts=1))]
