@@ -61,6 +61,14 @@ class Counted:
         self.threat = attack.threat
         self.name = getattr(attack, "label", None) or attack.name
 
+    @property
+    def chunk_size(self) -> int:  # evaluate() packs batches for attacks that split their passes
+        return self.attack.chunk_size
+
+    @chunk_size.setter
+    def chunk_size(self, value: int) -> None:
+        self.attack.chunk_size = value
+
     def __call__(self, model, x, y):
         with count_passes(model, self.count):
             return self.attack(model, x, y)

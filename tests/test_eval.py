@@ -69,6 +69,33 @@ def test_evaluation_attacks_with_frozen_weights_and_restores_their_flags(trained
     assert [p.requires_grad for p in params] == before and before.count(True) == len(params) - 1
 
 
+def test_apgd_gets_several_batches_and_passes_them_in_full_chunks(trained, monkeypatch):
+    """evaluate() hands APGD PACKED_BATCHES batches per call; APGD passes at most a batch at a
+    time, and its restarts take the survivors of all of them together, so it makes fewer, fuller
+    passes than batch by batch; its setting is restored afterwards."""
+    import sys
+
+    ev = sys.modules["robustlab.evaluation.evaluate"]
+    run_path, test, _ = trained
+    model = load_model(run_path)
+    sizes = []
+    model.register_forward_hook(lambda m, inp, out: sizes.append(len(inp[0])))
+    x, y = test.float_images()[:96], test.labels[:96]
+    threat = LpThreat("linf", 0.3)
+    attack = build_suite("custom", threat, attacks=["apgd-ce"])[0]
+    attack.restarts, attack.steps = 3, 5
+    calls = {}
+    for pack in (1, 4):
+        monkeypatch.setattr(ev, "PACKED_BATCHES", pack)
+        sizes.clear()
+        res = evaluate(model, x, y, threat, [attack], batch_size=16)
+        calls[pack] = list(sizes)
+        assert 0 < res.robust_accuracy < res.clean_accuracy
+    assert max(calls[4]) <= 16 and max(calls[1]) <= 16
+    assert len(calls[4]) < len(calls[1])
+    assert attack.chunk_size == 0
+
+
 def test_channels_last_evaluation_agrees_and_restores_the_layout(trained):
     run_path, test, _ = trained
     model = load_model(run_path)

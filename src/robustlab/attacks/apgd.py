@@ -189,6 +189,10 @@ class APGD(Attack):
         # Off: every example runs the whole budget and ends at its highest-loss iterate (a
         # loss-maximising adversary, e.g. for the energy landscape), not at the boundary.
         self.early_stop = bool(early_stop)
+        # The most examples one model pass takes; 0: the whole batch given. robustlab.evaluate
+        # sets it to its batch size and hands APGD several batches at once, so that restarts and
+        # targets, which run only on the points still robust, run them in full batches.
+        self.chunk_size = 0
         self.name = f"apgd-{loss}"
         self._loss_fn = get_loss(loss)
 
@@ -334,22 +338,32 @@ class APGD(Attack):
             return
         ok = is_success(logits, y) & self.threat.contains(x_new, xo)
         out[idx[ok]], done[idx[ok]] = x_new[ok], True
+    def _chunks(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``idx`` in pieces of at most ``chunk_size`` examples (one piece if it is 0)."""
+        return idx.split(self.chunk_size) if self.chunk_size > 0 else (idx,)
+
+    def _logits(self, model, x):
+        with torch.no_grad():
+            return torch.cat([model(x[part]) for part in
+                              self._chunks(torch.arange(len(x), device=x.device))])
+
     def _restarts(self, model, x, y, success, best_x, best_loss, loss_fn, target=None):
-        """Run ``restarts`` APGD runs on the still-robust examples, updating in place."""
+        """Run ``restarts`` APGD runs on the still-robust examples, updating in place; with
+        ``chunk_size`` each run takes them in full chunks, wherever they sit in ``x``."""
         for _ in range(self.restarts):
             if bool(success.all()):
                 return
             todo = (torch.arange(len(x), device=x.device) if self.train_mode
                     else (~success).nonzero().flatten())
-            xa, loss, ok = self._single_run(model, x[todo], y[todo], loss_fn,
-                                            None if target is None else target[todo])
-            better = ~success[todo] & (ok | (loss > best_loss[todo]))
-            sel = todo[better]
-            best_x[sel], best_loss[sel], success[sel] = xa[better], loss[better], ok[better]
+            for part in self._chunks(todo):
+                xa, loss, ok = self._single_run(model, x[part], y[part], loss_fn,
+                                                None if target is None else target[part])
+                better = ~success[part] & (ok | (loss > best_loss[part]))
+                sel = part[better]
+                best_x[sel], best_loss[sel], success[sel] = xa[better], loss[better], ok[better]
 
     def _start(self, model, x, y):
-        with torch.no_grad():
-            logits = model(x)
+        logits = self._logits(model, x)
         best_loss = torch.full((len(x),), float("-inf"), device=x.device)
         return logits, x.clone(), is_success(logits, y), best_loss
 
@@ -359,10 +373,8 @@ class APGD(Attack):
             self._restarts(model, x, y, success, best_x, best_loss, self._loss_fn)
         return AttackResult(best_x, self._final_success(model, best_x, y))
 
-    @staticmethod
-    def _final_success(model, x_adv, y):
-        with torch.no_grad():
-            return is_success(model(x_adv), y)
+    def _final_success(self, model, x_adv, y):
+        return is_success(self._logits(model, x_adv), y)
 
 
 class APGDT(APGD):

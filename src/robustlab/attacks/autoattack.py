@@ -172,6 +172,15 @@ class WithEOT:
         self.label = f"{attack.name}-eot{samples}"
         self.name = self.label
 
+    @property
+    def chunk_size(self) -> int:
+        """The wrapped attack's (see :class:`~robustlab.attacks.apgd.APGD`)."""
+        return self.attack.chunk_size
+
+    @chunk_size.setter
+    def chunk_size(self, value: int) -> None:
+        self.attack.chunk_size = value
+
     def __call__(self, model, x, y):
         eot = EOT(model, self.samples)
         loss_fn = self.attack._loss_fn
