@@ -255,10 +255,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: LpThrea
     earlier attack broke; an example counts as broken only if its adversarial example is inside
     the threat model and a fresh forward pass misclassifies it. ``state`` continues an
     interrupted evaluation; ``on_unit`` is called after every (attack, batch) unit, to save it.
-    ``batch_size`` is how many points an attack works on at once; 0 picks
-    :func:`default_batch_size` for the model's device. ``channels_last`` (default: on for
-    convolutional models on CPU) runs the evaluation with the
-    convolution weights in channels-last layout, the faster one for oneDNN; the model is put back
+    ``batch_size`` is how many points an attack works on at once, and the most examples in one
+    model pass (APGD and its variants get :data:`PACKED_BATCHES` batches per call and split
+    their passes themselves); 0 picks :func:`default_batch_size` for the model's device. The
+    weights are frozen while attacks run (:func:`frozen_weights`). ``channels_last``
+    (default: on for convolutional models on CPU) runs the evaluation with the convolution
+    weights in channels-last layout, the faster one for oneDNN; the model is put back
     as it was afterwards.
     """
     params = list(model.parameters())
