@@ -406,5 +406,7 @@ def test_settings_are_checked():
         Square(LpThreat("linf", 0.1), n_queries=0)
     with pytest.raises(UserError):
         FAB(LpThreat("linf", 0.1), beta=0.0)
+    with pytest.raises(UserError, match="FAB-T"):
+        FAB(LpThreat("l2", 1.0), reuse_linearisation=True)
     with pytest.raises(UserError):
         Square(LpThreat("linf", 0.1), loss="dlr")

@@ -67,6 +67,11 @@ def test_evaluation_attacks_with_frozen_weights_and_restores_their_flags(trained
     assert res.passes["backward_examples"] > 0 and res.robust_accuracy < res.clean_accuracy
     assert seen and not any(seen)
     assert [p.requires_grad for p in params] == before and before.count(True) == len(params) - 1
+    # A model that trains itself in its forward pass can keep its weights as they are.
+    seen.clear()
+    evaluate(model, x, y, threat, build_suite("custom", threat, attacks=["pgd"]),
+             freeze_weights=False)
+    assert seen and all(seen)
 
 
 def test_apgd_gets_several_batches_and_passes_them_in_full_chunks(trained, monkeypatch):

@@ -115,7 +115,8 @@ def l1_sparse_step(grad: torch.Tensor, topk: torch.Tensor, step: torch.Tensor) -
     d = flat.shape[1]
     at = ((1 - topk) * d).clamp(0, d - 1).long()
     # Index ``at`` of the ascending sort is the (d − at)-th largest: a top-k of the largest such
-    # k over the batch finds it without sorting all d (k is 20% of d at most, and shrinks).
+    # k over the batch finds it without sorting all d (k starts at 20% of d and follows the
+    # best point's sparsity / 1.5).
     rank = d - 1 - at
     largest = flat.abs().topk(int(rank.max()) + 1, dim=1).values
     thresh = largest.gather(1, rank[:, None])
@@ -342,6 +343,7 @@ class APGD(Attack):
             return
         ok = is_success(logits, y) & self.threat.contains(x_new, xo)
         out[idx[ok]], done[idx[ok]] = x_new[ok], True
+
     def _chunks(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``idx`` in pieces of at most ``chunk_size`` examples (one piece if it is 0)."""
         return idx.split(self.chunk_size) if self.chunk_size > 0 else (idx,)

@@ -187,6 +187,9 @@ class FAB(Attack):
         self.n_target_classes = int(n_target_classes)
         self.alpha_max, self.eta, self.beta = float(alpha_max), float(eta), float(beta)
         self.early_stop = bool(early_stop)
+        if reuse_linearisation and not targeted:
+            raise UserError("FAB reuse_linearisation is for FAB-T (targeted=True): untargeted "
+                            "FAB picks its hyperplane anew at every step")
         self.reuse_linearisation = bool(reuse_linearisation)
         if self.fab_targeted:
             self.name = "fab-t"
@@ -288,10 +291,13 @@ class FAB(Attack):
                 with torch.no_grad():
                     logits = model(x1.view(rows))
             is_adv = logits.argmax(1) != yy
-            adv_share = float(is_adv.float().mean())
             known = (f_next, g_next) if fused else None
             if bool(is_adv.any()):
                 dist = lp_norm(x1 - x0, norm)
+                # Rows that now have a point within ε leave before the next step (early_stop):
+                # they need no linearisation and do not count towards the next fusing choice.
+                stays = ~(is_adv & (dist <= eps)) if self.early_stop else torch.ones_like(is_adv)
+                adv_share = float((is_adv & stays).sum()) / max(int(stays.sum()), 1)
                 better = is_adv & (dist < best_dist[ids])
                 best_x[ids[better]] = x1[better]
                 best_dist[ids[better]] = dist[better]
@@ -305,12 +311,14 @@ class FAB(Attack):
                     f_next = f_next + torch.where(is_adv, (g_next * back).sum(1), 0.0)
                     known = (f_next, g_next)
                 elif fused:
-                    idx = is_adv.nonzero().flatten()
+                    idx = (is_adv & stays).nonzero().flatten()
                     f_a, g_a, _ = self._closest_hyperplane(model, x1[idx].view(-1, *shape[1:]),
                                                            yy[idx], tt[idx])
                     f_next, g_next = f_next.clone(), g_next.clone()
                     f_next[idx], g_next[idx] = f_a, g_a
                     known = (f_next, g_next)
+            else:
+                adv_share = 0.0
         return best_x.view(shape), best_dist
 
     # -- the attack ----------------------------------------------------------------------------

@@ -170,7 +170,7 @@ def evaluate(model: nn.Module, x, y, threat: LpThreat | None = None,
              return_adv: bool = False, batch_size: int = 0, seed: int = 0,
              n_probe: int = 200, stochastic: bool | None = None, quiet: bool | None = None,
              channels_last: bool | None = None, keep_adv: bool = False, state=None,
-             on_unit=None) -> EvalResult:
+             on_unit=None, freeze_weights: bool = True) -> EvalResult:
     """Robust accuracy of ``model`` on images ``x`` (float, (N, C, H, W), in [0, 1]) with labels
     ``y`` (a tensor or list), AutoAttack-style: the attacks of ``version`` (``standard``, ``plus``,
     ``rand``, ``fast``; see :mod:`robustlab.attacks.autoattack`) run in turn, each on the points
@@ -189,7 +189,9 @@ def evaluate(model: nn.Module, x, y, threat: LpThreat | None = None,
     ``return_adv``), ``state`` and ``on_unit`` (resume and save an interrupted evaluation).
     ``stochastic`` (default: on for ``rand``) keeps dropout layers
     active in eval mode, for attacks and the final check alike
-    (:class:`~robustlab.attacks.autoattack.KeepStochastic`). Bad arguments raise
+    (:class:`~robustlab.attacks.autoattack.KeepStochastic`). The weights are frozen while the
+    attacks run (they need input gradients only); ``freeze_weights=False`` leaves them alone,
+    for a model that updates itself in its forward pass. Bad arguments raise
     :class:`ArgumentError` (a ``ValueError``) naming the argument.
     """
     from ..attacks.autoattack import KeepStochastic
@@ -228,7 +230,8 @@ def evaluate(model: nn.Module, x, y, threat: LpThreat | None = None,
                                  n_targets=n_targets)
     result = run_attacks(model, x, y, threat, suite, batch_size=batch_size,
                          keep_adv=return_adv or keep_adv, seed=seed, state=state,
-                         on_unit=on_unit, quiet=quiet, channels_last=channels_last)
+                         on_unit=on_unit, quiet=quiet, channels_last=channels_last,
+                         freeze_weights=freeze_weights)
     result.warnings = warnings
     if masking:
         result.masking = masking_checks(model, x, y, threat, result, n_probe=n_probe)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -123,12 +123,13 @@ PACKED_BATCHES = 4
 @contextmanager
 def _chunked(attack, batch_size: int):
     """Let ``attack`` take several batches in one call, each of its passes at most
-    ``batch_size`` examples; its own setting comes back afterwards."""
+    ``batch_size`` examples (or the attack's own smaller ``chunk_size``); its setting comes back
+    afterwards."""
     if not hasattr(attack, "chunk_size"):
         yield attack
         return
     saved = attack.chunk_size
-    attack.chunk_size = batch_size
+    attack.chunk_size = min(saved, batch_size) if saved > 0 else batch_size
     try:
         yield attack
     finally:
@@ -248,7 +249,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: LpThrea
              attacks: Sequence[Attack], *, batch_size: int = 0, keep_adv: bool = False,
              seed: int = 0, state: EvalState | None = None,
              on_unit: Callable[[EvalState], None] | None = None,
-             quiet: bool | None = None, channels_last: bool | None = None) -> EvalResult:
+             quiet: bool | None = None, channels_last: bool | None = None,
+             freeze_weights: bool = True) -> EvalResult:
     """Robust accuracy of ``model`` on ``(x, y)`` under ``threat`` against ``attacks`` in turn.
 
     Works for any ``nn.Module`` that takes images in [0, 1]. Each attack sees only the points no
@@ -258,7 +260,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: LpThrea
     ``batch_size`` is how many points an attack works on at once, and the most examples in one
     model pass (APGD and its variants get :data:`PACKED_BATCHES` batches per call and split
     their passes themselves); 0 picks :func:`default_batch_size` for the model's device. The
-    weights are frozen while attacks run (:func:`frozen_weights`). ``channels_last``
+    weights are frozen while attacks run (:func:`frozen_weights`); ``freeze_weights=False``
+    leaves them as they are, for a model that trains itself in its forward pass (test-time
+    adaptation). ``channels_last``
     (default: on for convolutional models on CPU) runs the evaluation with the convolution
     weights in channels-last layout, the faster one for oneDNN; the model is put back
     as it was afterwards.
@@ -268,7 +272,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: LpThrea
     if channels_last is None:
         channels_last = wants_channels_last(model, torch.device(device))
     batch_size = batch_size or default_batch_size(torch.device(device))
-    with channels_last_layout(model, channels_last), frozen_weights(model):
+    with channels_last_layout(model, channels_last), \
+            (frozen_weights(model) if freeze_weights else nullcontext()):
         return _evaluate(model, x, y, threat, attacks, device=device, batch_size=batch_size,
                          keep_adv=keep_adv, seed=seed, state=state, on_unit=on_unit,
                          quiet=quiet)
