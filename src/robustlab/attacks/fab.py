@@ -292,15 +292,16 @@ class FAB(Attack):
                     logits = model(x1.view(rows))
             is_adv = logits.argmax(1) != yy
             known = (f_next, g_next) if fused else None
+            stays = torch.ones_like(is_adv)
             if bool(is_adv.any()):
                 dist = lp_norm(x1 - x0, norm)
-                # Rows that now have a point within ε leave before the next step (early_stop):
-                # they need no linearisation and do not count towards the next fusing choice.
-                stays = ~(is_adv & (dist <= eps)) if self.early_stop else torch.ones_like(is_adv)
-                adv_share = float((is_adv & stays).sum()) / max(int(stays.sum()), 1)
                 better = is_adv & (dist < best_dist[ids])
                 best_x[ids[better]] = x1[better]
                 best_dist[ids[better]] = dist[better]
+                if self.early_stop:
+                    # Rows that now have a point within ε leave before the next step: they need
+                    # no linearisation and do not count towards the next fusing choice.
+                    stays = best_dist[ids] > eps
                 # Backward step: look for a closer adversarial point from inside the boundary.
                 x_adv_iterate = x1
                 x1 = torch.where(is_adv[:, None], x0 + self.beta * (x1 - x0), x1)
@@ -317,8 +318,7 @@ class FAB(Attack):
                     f_next, g_next = f_next.clone(), g_next.clone()
                     f_next[idx], g_next[idx] = f_a, g_a
                     known = (f_next, g_next)
-            else:
-                adv_share = 0.0
+            adv_share = float((is_adv & stays).sum()) / max(int(stays.sum()), 1)
         return best_x.view(shape), best_dist
 
     # -- the attack ----------------------------------------------------------------------------
