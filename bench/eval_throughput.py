@@ -3,6 +3,7 @@ forward pass and its forward-backward to the input (an attack step), NCHW agains
 and over batch sizes, in one process.
 
     .venv/bin/python bench/eval_throughput.py [--arch cnn-small] [--reps 4096] [--compilers]
+        [--frozen]
 
 Prints each rate and two ratios: channels-last ÷ NCHW at the evaluation's default batch, and
 batch 128 ÷ batch 512 in channels-last (the choices of models/layout.py and
@@ -10,18 +11,22 @@ evaluation.default_batch_size). ``--compilers`` also times, at the default batch
 channels-last, the model under ``torch.compile`` (inductor; forward and forward-backward) and
 TorchScript's ``freeze`` + ``optimize_for_inference`` (forward only), each against eager: the
 question being whether an evaluation should compile the model before its attacks.
+``--frozen`` times, at the default batch in channels-last, the same passes with the weights set
+not to require gradients (``evaluation.evaluate.frozen_weights``, as ``evaluate()`` runs its
+attacks) against trainable weights, alternating over several rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
 import torch
 
 from robustlab import data, models
-from robustlab.evaluation.evaluate import default_batch_size
+from robustlab.evaluation.evaluate import default_batch_size, frozen_weights
 
 
 def forward(model, x):
@@ -57,6 +62,8 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=4096, help="images timed per setting")
     p.add_argument("--compilers", action="store_true",
                    help="also time torch.compile and TorchScript freeze against eager")
+    p.add_argument("--frozen", action="store_true",
+                   help="also time passes with frozen weights against trainable ones")
     args = p.parse_args()
     test = data.load("fashion-mnist", "test")
     spec = test.spec
@@ -83,9 +90,27 @@ def main() -> None:
               f"{rates['channels-last', default][i] / rates['nchw', default][i]:.2f}; "
               f"channels-last batch 128 / batch 512 = "
               f"{rates['channels-last', 128][i] / rates['channels-last', 512][i]:.2f}")
+    if args.frozen:
+        compare_frozen(model, images[:default].contiguous(memory_format=torch.channels_last),
+                       max(8, args.reps // default))
     if args.compilers:
         compare_compilers(model, images[:default].contiguous(memory_format=torch.channels_last),
                           rates["channels-last", default], max(8, args.reps // default))
+
+
+def compare_frozen(model, x, reps: int, rounds: int = 4) -> None:
+    """Rates with frozen weights ÷ trainable weights, medians over alternating rounds."""
+    got = {True: [], False: []}
+    for _ in range(rounds):
+        for frozen in (False, True):
+            with frozen_weights(model) if frozen else contextlib.nullcontext():
+                got[frozen].append((rate(forward(model, x), len(x), reps),
+                                    rate(forward_backward(model, x), len(x), reps)))
+    for i, what in enumerate(("forward", "forward-backward")):
+        free = statistics.median(r[i] for r in got[False])
+        fixed = statistics.median(r[i] for r in got[True])
+        print(f"  frozen / trainable weights at batch {len(x)}: {what} {fixed / free:.2f} "
+              f"({1e6 / fixed:.1f} against {1e6 / free:.1f} us per image)")
 
 
 def compare_compilers(model, x, eager: tuple[float, float], reps: int) -> None:

@@ -32,17 +32,15 @@ Versions:
     (``fab-t3-100r``; :class:`~robustlab.attacks.fab.FAB`'s ``reuse_linearisation``: one
     forward+backward per step instead of two forwards and one backward), then APGD-T over 3
     targets. In ℓ2 FAB-T breaks points no APGD variant does, and it needs its steps: on the
-    1000-image bench (quickstart model of 2026-12-05, the original ``standard`` at 28.2% in
-    509 s) APGD-CE-50 and FAB-T over 3 targets left 30.6% with 50 steps, 29.2% with 100 (40 s
-    for the stage), 28.7% with 100 steps reusing the linearisation (28 s); 2 targets × 100
-    steps 34.1%, 4 × 75 29.3%, 3 × 50 with 2 restarts 29.7%, targets ordered by the nearest
-    linearised boundary instead of the clean logits no better. APGD-T3-50 after it: 28.1% in
-    47 s. An earlier model: of 29 points robust to APGD-CE and 9-target APGD-T, full FAB-T
-    broke 3 (minimal norms 1.43-1.50 at ε = 1.5), while APGD-T with the CE or CW targeted
-    loss, 3 restarts, no random start, or APGD-CE/-DLR with 5 restarts broke none; an ℓ2 APGD
-    with the exact projection onto ball ∩ box and no steps into the box's walls (tried
-    2026-12-05, not kept) left 33.1% against 33.0% after APGD-CE-50 and APGD-T3-50, so the box
-    is not what FAB exploits.
+    1000-image bench (quickstart model of 2026-12-05, the original ``standard`` at 28.2%;
+    ``bench/fast_variants.py``, docs/benchmarks.md) APGD-CE-50 and FAB-T over 3 targets left
+    30.4% with 50 steps, 28.8% with 100 (46 s in all), 28.4% with 100 steps reusing the
+    linearisation (37 s); 2 targets × 100 steps 33.9%, 4 × 75 28.9%, 3 × 50 with 2 restarts
+    29.5%. APGD-T3-50 after it: 28.0%. Targets ordered by the nearest linearised boundary and
+    a box-aware ℓ2 APGD (exact projection onto ball ∩ box) did no better (tried, not kept). An
+    earlier model: of 29 points robust to APGD-CE and 9-target APGD-T, full FAB-T broke 3
+    (minimal norms 1.43-1.50 at ε = 1.5), while APGD-T with the CE or CW targeted loss, 3
+    restarts, no random start, or APGD-CE/-DLR with 5 restarts broke none.
   - ℓ1: APGD-CE with 50 iterations and 3 restarts, then APGD-T over 3 targets. l1-APGD's
     outcome depends strongly on its random sparse start (the original's ``standard`` spends 5
     restarts on it; on 200 images one 50-iteration run left 15.5% robust, five 100-iteration
@@ -205,7 +203,7 @@ def fast_suite(threat: LpThreat, n_targets: int = 9) -> list:
     k = min(3, n_targets)
     if l2:
         # FAB-T first: on the points APGD-CE leaves, it breaks most of what APGD-T would, and more;
-        # with the linearisation reused after a backward step, 100 steps cost what 73 would.
+        # with the linearisation reused after a backward step, a step is one forward+backward.
         suite.append(_labelled(make_attack("fab-t", threat, steps=100, restarts=1,
                                            n_target_classes=k, early_stop=True,
                                            reuse_linearisation=True),

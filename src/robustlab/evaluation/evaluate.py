@@ -230,11 +230,12 @@ def _within_batch(model: nn.Module, passes: PassCount, bar, attack):
 @contextmanager
 def frozen_weights(model: nn.Module):
     """Run the block with every parameter of ``model`` set not to require gradients, then restore
-    each flag. Attacks differentiate w.r.t. the input only, but while weights require gradients
-    autograd records and keeps what their gradients would need; measured on cnn-small on CPU
-    (2026-12-05, 2 threads, channels-last, batch 128) a forward+backward to the input cost
-    ~217 µs per example with trainable weights and ~198 µs with frozen ones, forward alone the
-    same. Nothing in an evaluation needs weight gradients."""
+    each flag. Attacks differentiate w.r.t. the input only, and nothing in an evaluation needs
+    weight gradients, so autograd need not record what they would take. The speed it buys is
+    not established: a first, non-interleaved timing on cnn-small (2026-12-05, 2 threads,
+    channels-last, batch 128) gave ~217 µs per forward+backward with trainable weights against
+    ~198 µs frozen, but ``bench/eval_throughput.py --frozen``, alternating the two, measures
+    no difference (docs/benchmarks.md)."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in flags:
         p.requires_grad_(False)
