@@ -10,6 +10,8 @@ from torch import nn
 
 from robustlab import data, load_model
 from robustlab.attacks.autoattack import build_suite
+from robustlab.attacks.base import Attack, AttackResult
+from robustlab.attacks.cw import CarliniWagnerL2
 from robustlab.cli.main import build_parser, main
 from robustlab.config import load_config
 from robustlab.evaluation import evaluate
@@ -49,10 +51,28 @@ def test_suites_break_a_standard_model(trained):
     assert res.passes["backward_examples"] > 0
 
 
-def test_evaluation_attacks_with_frozen_weights_and_restores_their_flags(trained):
-    """Attacks need input gradients only: during evaluate() no parameter requires a gradient
-    (weight gradients cost ~10% of each backward pass), and afterwards every flag is as it was,
-    a frozen parameter included."""
+class _BackwardFGSM(Attack):
+    """One signed-gradient step taken with ``loss.backward()``, as a user's own attack might:
+    with trainable weights that would also fill the model's ``.grad``."""
+
+    name = "backward-fgsm"
+
+    def __init__(self, eps: float):
+        self.eps, self.threat = eps, LpThreat("linf", eps)
+
+    def perturb(self, model, x, y):
+        xg = x.clone().requires_grad_(True)
+        nn.functional.cross_entropy(model(xg), y).backward()
+        x_adv = (x + self.eps * xg.grad.sign()).clamp(0, 1).detach()
+        with torch.no_grad():
+            return AttackResult(x_adv, model(x_adv).argmax(1) != y)
+
+
+def test_evaluation_freezes_the_weights_and_restores_their_flags(trained):
+    """During evaluate() no parameter requires a gradient, so an attack that calls
+    ``.backward()`` leaves the model's ``.grad`` untouched; afterwards every flag is as it was,
+    a frozen parameter included; ``freeze_weights=False`` leaves them alone. C&W, which steps
+    with Adam, fills no weight gradient even outside evaluate()."""
     run_path, test, _ = trained
     model = load_model(run_path)
     params = list(model.parameters())
@@ -63,15 +83,21 @@ def test_evaluation_attacks_with_frozen_weights_and_restores_their_flags(trained
         lambda *a: seen.append(any(p.requires_grad for p in model.parameters())))
     x, y = test.float_images()[:32], test.labels[:32]
     threat = LpThreat("linf", 0.25)
-    res = evaluate(model, x, y, threat, build_suite("custom", threat, attacks=["pgd"]))
-    assert res.passes["backward_examples"] > 0 and res.robust_accuracy < res.clean_accuracy
+    res = evaluate(model, x, y, threat, [_BackwardFGSM(0.25)])
+    assert res.robust_accuracy < res.clean_accuracy
     assert seen and not any(seen)
+    assert all(p.grad is None for p in params)
     assert [p.requires_grad for p in params] == before and before.count(True) == len(params) - 1
-    # A model that trains itself in its forward pass can keep its weights as they are.
+    # A model that trains itself in its forward pass can keep its weights as they are; then
+    # the same attack does fill .grad (so the check above can fail).
     seen.clear()
-    evaluate(model, x, y, threat, build_suite("custom", threat, attacks=["pgd"]),
-             freeze_weights=False)
+    evaluate(model, x, y, threat, [_BackwardFGSM(0.25)], freeze_weights=False)
     assert seen and all(seen)
+    assert any(p.grad is not None for p in params)
+    for p in params:
+        p.grad = None
+    CarliniWagnerL2(steps=5, binary_search_steps=1)(model, x[:8], y[:8])
+    assert all(p.grad is None for p in params)
 
 
 def test_apgd_gets_several_batches_and_passes_them_in_full_chunks(trained, monkeypatch):

@@ -162,8 +162,8 @@ class CarliniWagnerL2(MinimalDistortionAttack):
                 l2sq = (x_new - x).flatten(1).pow(2).sum(1)
                 f = margin_loss(logits, label, self.targeted).clamp_min(-self.kappa)
                 loss = (l2sq + search.const * f).sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                # Only w's gradient: loss.backward() would also fill the model's .grad.
+                w.grad, = torch.autograd.grad(loss, w)
                 opt.step()
                 with torch.no_grad():
                     ok = succeeded(logits, label, self.targeted, self.kappa)

@@ -190,7 +190,8 @@ def evaluate(model: nn.Module, x, y, threat: LpThreat | None = None,
     ``stochastic`` (default: on for ``rand``) keeps dropout layers
     active in eval mode, for attacks and the final check alike
     (:class:`~robustlab.attacks.autoattack.KeepStochastic`). The weights are frozen while the
-    attacks run (they need input gradients only); ``freeze_weights=False`` leaves them alone,
+    attacks run (an attack's ``.backward()`` leaves ``.grad`` alone); ``freeze_weights=False``
+    leaves them alone,
     for a model that updates itself in its forward pass. Bad arguments raise
     :class:`ArgumentError` (a ``ValueError``) naming the argument.
     """

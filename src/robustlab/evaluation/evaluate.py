@@ -230,12 +230,11 @@ def _within_batch(model: nn.Module, passes: PassCount, bar, attack):
 @contextmanager
 def frozen_weights(model: nn.Module):
     """Run the block with every parameter of ``model`` set not to require gradients, then restore
-    each flag. Attacks differentiate w.r.t. the input only, and nothing in an evaluation needs
-    weight gradients, so autograd need not record what they would take. The speed it buys is
-    not established: a first, non-interleaved timing on cnn-small (2026-12-05, 2 threads,
-    channels-last, batch 128) gave ~217 µs per forward+backward with trainable weights against
-    ~198 µs frozen, but ``bench/eval_throughput.py --frozen``, alternating the two, measures
-    no difference (docs/benchmarks.md)."""
+    each flag, so that an attack that calls ``.backward()`` (a user's own) neither computes weight
+    gradients nor leaves them in the model's ``.grad``. It buys no speed: robustlab's attacks
+    take ``torch.autograd.grad`` of the input alone, which never computes weight gradients
+    (``bench/eval_throughput.py --frozen``, alternating the two, measures frozen ÷ trainable
+    0.96 forward and 1.00 forward+backward on cnn-small; docs/benchmarks.md)."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in flags:
         p.requires_grad_(False)
@@ -261,7 +260,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: LpThrea
     ``batch_size`` is how many points an attack works on at once, and the most examples in one
     model pass (APGD and its variants get :data:`PACKED_BATCHES` batches per call and split
     their passes themselves); 0 picks :func:`default_batch_size` for the model's device. The
-    weights are frozen while attacks run (:func:`frozen_weights`); ``freeze_weights=False``
+    weights are frozen while attacks run (:func:`frozen_weights`: an attack's ``.backward()`` leaves
+    the model's ``.grad`` alone); ``freeze_weights=False``
     leaves them as they are, for a model that trains itself in its forward pass (test-time
     adaptation). ``channels_last``
     (default: on for convolutional models on CPU) runs the evaluation with the convolution
