@@ -16,7 +16,14 @@ import robustlab.attacks.apgd as apgd_mod
 from robustlab.attacks.apgd import APGD, APGDT, l1_sparse_step, large_eps_schedule
 from robustlab.attacks.pgd import PGD
 from robustlab.attacks.registry import make_attack
-from robustlab.threat import LpThreat, lp_norm, project_l1_ball, project_l1_box
+from robustlab.threat import (
+    LpThreat,
+    _l1_box_multiplier,
+    _nonzero_columns,
+    lp_norm,
+    project_l1_ball,
+    project_l1_box,
+)
 
 
 def _qp_projection(v: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
@@ -45,17 +52,21 @@ def _qp_projection(v: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
 def test_l1_box_projection_matches_a_qp_solver_on_small_vectors():
     rng = np.random.default_rng(0)
     kinds = {"inside": 0, "box only": 0, "ball active": 0}
-    for _ in range(240):
+    sparse_active = 0
+    for _ in range(400):
         d = int(rng.integers(1, 7))
         x = rng.uniform(0, 1, d)
         x[rng.uniform(size=d) < 0.3] = rng.choice([0.0, 1.0])  # pixels already at the border
         v = rng.normal(0, rng.choice([0.02, 0.3, 1.0]), d)
+        if rng.uniform() < 0.5:  # sparse, as l1-APGD's points: the sort skips the zeros
+            v[rng.uniform(size=d) < 0.6] = 0.0
         eps = float(rng.choice([0.05, 0.3, 1.0, 3.0]))
         in_box = bool(((x + v >= 0) & (x + v <= 1)).all())
         clipped = np.clip(x + v, 0, 1) - x
         kind = ("inside" if in_box and np.abs(v).sum() <= eps else
                 "box only" if np.abs(clipped).sum() <= eps else "ball active")
         kinds[kind] += 1
+        sparse_active += kind == "ball active" and 0 < 2 * np.count_nonzero(v) <= d
         got = project_l1_box(torch.tensor(v)[None], torch.tensor(x)[None], eps)[0].numpy()
         np.testing.assert_allclose(got, _qp_projection(v, x, eps), atol=1e-6)
         assert np.abs(got).sum() <= eps + 1e-9
@@ -64,7 +75,24 @@ def test_l1_box_projection_matches_a_qp_solver_on_small_vectors():
             np.testing.assert_array_equal(got, v)
         if kind == "ball active":  # the budget is used in full, not left inside the ball
             assert np.abs(got).sum() == pytest.approx(eps, abs=1e-9)
-    assert min(kinds.values()) >= 30, kinds
+    assert min(kinds.values()) >= 30 and sparse_active >= 20, (kinds, sparse_active)
+
+
+def test_l1_box_multiplier_is_the_same_on_the_nonzero_columns_alone():
+    """The projection sorts the breakpoints of the non-zero coordinates only when they are at
+    most half (l1-APGD's sparse points): the same λ as from all of them."""
+    gen = torch.Generator().manual_seed(1)
+    n, d = 128, 784
+    keep = torch.rand(n, d, generator=gen) < torch.rand(n, 1, generator=gen) * 0.45
+    a = torch.rand(n, d, generator=gen) * keep
+    b = torch.rand(n, d, generator=gen) * (torch.rand(n, d, generator=gen) > 0.3)
+    rad = (torch.minimum(a, b).sum(1, keepdim=True) * 0.5).clamp_min(1e-3)
+    packed = _nonzero_columns(a, b)
+    assert packed[0].shape[1] == int(keep.sum(1).max()) <= d // 2
+    torch.testing.assert_close(_l1_box_multiplier(*packed, rad), _l1_box_multiplier(a, b, rad),
+                               rtol=1e-6, atol=1e-7)
+    # Dense rows: nothing to pack.
+    assert _nonzero_columns(a + 1, b)[0].shape[1] == d
 
 
 def test_l1_box_projection_is_feasible_and_beats_ball_then_clip_on_images():

@@ -10,6 +10,7 @@ import torch
 from scipy.optimize import linprog
 from torch import nn
 
+import robustlab.attacks.fab as fab_module
 from robustlab.attacks.fab import FAB, FABT, box_hyperplane_step
 from robustlab.attacks.registry import make_attack
 from robustlab.attacks.square import Square
@@ -83,6 +84,57 @@ def test_box_hyperplane_step_matches_linear_programming():
         assert abs(np.abs(d).max() - lp.fun) < 1e-7
         checked += 1
     assert checked >= 20
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_box_hyperplane_step_newton_and_sort_agree(norm, monkeypatch):
+    """λ by Newton's method equals λ from the sorted breakpoints on wide rows with pixels at the
+    box's walls (as Fashion-MNIST's background), and rows Newton leaves unsettled get the sorted
+    one (one Newton step only: most rows are then solved by the sort)."""
+    gen = torch.Generator().manual_seed(3)
+    n, dim = 64, 784
+    x = torch.rand(n, dim, generator=gen, dtype=torch.float64)
+    x[torch.rand(n, dim, generator=gen) < 0.5] = 0.0
+    w = torch.randn(n, dim, generator=gen, dtype=torch.float64)
+    reachable = (w.abs() * torch.where(w > 0, 1 - x, x)).sum(1)
+    c = reachable * torch.rand(n, generator=gen, dtype=torch.float64) * 0.3
+    c[::3] *= -1
+    newton = box_hyperplane_step(x, w, c, norm)
+    assert ((w * newton).sum(1) - c).abs().max() < 1e-9 * reachable.max()
+    monkeypatch.setattr(fab_module, "_NEWTON_STEPS", 1)
+    torch.testing.assert_close(box_hyperplane_step(x, w, c, norm), newton, rtol=0, atol=1e-12)
+    monkeypatch.setattr(fab_module, "_NEWTON_STEPS", 0)
+    torch.testing.assert_close(box_hyperplane_step(x, w, c, norm), newton, rtol=0, atol=1e-12)
+
+
+def test_box_hyperplane_step_l1_matches_linear_programming_on_wide_rows():
+    """The ℓ1 step is the LP optimum min ‖d‖₁ s.t. w·d = c, box, both where the largest 64
+    |w_i| complete c (a top-k) and where they do not (a full sort); a hyperplane beyond the
+    box gets the corner closest to it."""
+    gen = torch.Generator().manual_seed(2)
+    n, dim = 12, 300
+    x = torch.rand(n, dim, generator=gen, dtype=torch.float64)
+    w = torch.randn(n, dim, generator=gen, dtype=torch.float64)
+    reachable = (w.abs() * torch.where(w > 0, 1 - x, x)).sum(1)
+    # Small offsets (a few coordinates), large ones (hundreds), and two beyond the box.
+    c = reachable * torch.tensor([0.005, 0.02, 0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 0.6, 1.5,
+                                  2.0], dtype=torch.float64)
+    c[::2] *= -1
+    d = box_hyperplane_step(x, w, c, "l1")
+    prefix = (w.abs().topk(64, dim=1).values
+              * torch.where(w > 0, 1 - x, x).gather(1, w.abs().topk(64, dim=1).indices)).sum(1)
+    assert 0 < int((prefix >= c.abs()).sum()) < n  # both paths are taken
+    for i in range(n):
+        xn, wn, cn, dn = x[i].numpy(), w[i].numpy(), float(c[i]), d[i].numpy()
+        assert (xn + dn >= -1e-12).all() and (xn + dn <= 1 + 1e-12).all()
+        if abs(cn) > float(reachable[i]):  # beyond the box: every coordinate to its bound
+            np.testing.assert_allclose(dn, np.where(wn * np.sign(cn) > 0, 1 - xn, -xn))
+            continue
+        lp = linprog(np.ones(2 * dim), A_eq=np.r_[wn, -wn][None], b_eq=[cn],
+                     bounds=[(0, 1 - v) for v in xn] + [(0, v) for v in xn])
+        assert lp.status == 0
+        assert abs(wn @ dn - cn) < 1e-8 * max(1.0, abs(cn))
+        assert np.abs(dn).sum() == pytest.approx(lp.fun, rel=1e-7)
 
 
 def test_box_hyperplane_step_l2_is_the_plain_projection_inside_the_box():

@@ -81,6 +81,35 @@ def project_l1_box(delta: torch.Tensor, x: torch.Tensor, eps: float | torch.Tens
     idx = need.nonzero().flatten()
     rad = radius[idx, None]
     av, bv = a[idx], room[idx]
+    lam = _l1_box_multiplier(*_nonzero_columns(av, bv), rad)
+    out = v.sign() * a_box
+    mag = (av - lam).clamp_min(0).minimum(bv)
+    # One rounding can leave the sum a few ulps above ε; shrinking towards 0 stays in the box.
+    total = mag.sum(1, keepdim=True)
+    mag = mag * torch.where(total > rad, rad / total.clamp_min(1e-30), 1.0)
+    out[idx] = v[idx].sign() * mag
+    return out.view(shape)
+
+
+def _nonzero_columns(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a`` and ``b`` restricted to the columns where ``a > 0``, packed to the left of
+    ``(n, m)`` arrays (m the most any row has, zeros after a row's own), when m is at most half
+    of the width; else unchanged. A coordinate with ``a = 0`` adds nothing to g(λ) for λ ≥ 0,
+    and l1-APGD's points and sparse steps leave most of the coordinates at 0, so the sort in
+    :func:`_l1_box_multiplier` (most of a projection's cost) then runs on a fraction of 2d."""
+    nz = a > 0
+    m = int(nz.sum(1).max()) if a.numel() else 0
+    if m == 0 or 2 * m > a.shape[1]:
+        return a, b
+    # Each non-zero goes to its rank among its row's non-zeros; the zeros to a spare column m.
+    slot = torch.where(nz, nz.cumsum(1) - 1, m)
+    packed = [t.new_zeros(len(t), m + 1).scatter_(1, slot, t)[:, :m] for t in (a, b)]
+    return packed[0], packed[1]
+
+
+def _l1_box_multiplier(av: torch.Tensor, bv: torch.Tensor, rad: torch.Tensor) -> torch.Tensor:
+    """The multiplier λ ≥ 0 with Σ clip(aᵢ − λ, 0, bᵢ) = ``rad`` per row (the sum at λ = 0
+    exceeds it), from one sort of the 2d breakpoints (:func:`project_l1_box`)."""
     n, d = av.shape
     # Breakpoints in decreasing order; passing |vᵢ| downwards activates coordinate i (slope −1
     # more), passing |vᵢ| − bᵢ saturates it at the box (slope +1).
@@ -93,14 +122,8 @@ def project_l1_box(delta: torch.Tensor, x: torch.Tensor, eps: float | torch.Tens
     # The segment holding the root: the last breakpoint with g(q[k]) < ε (g(q[0]) = 0 < ε).
     k = ((g < rad).sum(1, keepdim=True) - 1).clamp(0, 2 * d - 2)
     slope = active.gather(1, k).clamp_min(1)
-    lam = (q.gather(1, k) - (rad - g.gather(1, k)) / slope).clamp_min(0)
-    out = v.sign() * a_box
-    mag = (av - lam).clamp_min(0).minimum(bv)
-    # One rounding can leave the sum a few ulps above ε; shrinking towards 0 stays in the box.
-    total = mag.sum(1, keepdim=True)
-    mag = mag * torch.where(total > rad, rad / total.clamp_min(1e-30), 1.0)
-    out[idx] = v[idx].sign() * mag
-    return out.view(shape)
+    return (q.gather(1, k) - (rad - g.gather(1, k)) / slope).clamp_min(0)
+
 
 @dataclass(frozen=True)
 class LpThreat:
