@@ -98,7 +98,7 @@ def _nonzero_columns(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, to
     and l1-APGD's points and sparse steps leave most of the coordinates at 0, so the sort in
     :func:`_l1_box_multiplier` (most of a projection's cost) then runs on a fraction of 2d."""
     nz = a > 0
-    m = int(nz.sum(1).max()) if a.numel() else 0
+    m = int(nz.sum(1).max())
     if m == 0 or 2 * m > a.shape[1]:
         return a, b
     # Each non-zero goes to its rank among its row's non-zeros; the zeros to a spare column m.

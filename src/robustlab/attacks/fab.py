@@ -107,7 +107,6 @@ def box_hyperplane_step(x: torch.Tensor, w: torch.Tensor, c: torch.Tensor,
     if bool(unsettled.any()):
         rows = unsettled.nonzero().flatten()
         lam[rows] = _sorted_multiplier(q[rows], b[rows], c[rows])
-    lam = torch.where(c > 0, lam, torch.zeros_like(lam))
     # Beyond the box's reach: every coordinate to its bound, the corner closest to the plane.
     lam = torch.where(feasible, lam, b.amax(1))
     # w'·d = c' is the same constraint as w·d = c, so d needs no flip back.
@@ -162,27 +161,27 @@ _L1_PREFIX = 64
 
 def _l1_box_step(w: torch.Tensor, c: torch.Tensor, cap: torch.Tensor) -> torch.Tensor:
     """Minimal-ℓ1 ``d`` with ``w·d = c ≥ 0`` and ``|d_i| ≤ cap_i`` (moving along ``sign(w_i)``)."""
-    d = w.shape[1]
-    if d <= 2 * _L1_PREFIX:
-        return _l1_box_fill(w, c, cap, w.abs().argsort(dim=1, descending=True))
+    size = w.abs()
+    if w.shape[1] <= 2 * _L1_PREFIX:
+        return _l1_box_fill(w, size, c, cap, size.argsort(dim=1, descending=True))
     # Most steps are completed by a few dozen coordinates: order the largest |w_i| only, and
     # the rest only for the rows they do not complete.
-    top = w.abs().topk(_L1_PREFIX, dim=1).indices
-    short = (w.abs().gather(1, top) * cap.gather(1, top)).sum(1) < c
-    out = _l1_box_fill(w, c, cap, top)
+    top = size.topk(_L1_PREFIX, dim=1).indices
+    short = (size.gather(1, top) * cap.gather(1, top)).sum(1) < c
+    out = _l1_box_fill(w, size, c, cap, top)
     if bool(short.any()):
         rows = short.nonzero().flatten()
-        out[rows] = _l1_box_fill(w[rows], c[rows], cap[rows],
-                                 w[rows].abs().argsort(dim=1, descending=True))
+        out[rows] = _l1_box_fill(w[rows], size[rows], c[rows], cap[rows],
+                                 size[rows].argsort(dim=1, descending=True))
     return out
 
 
-def _l1_box_fill(w: torch.Tensor, c: torch.Tensor, cap: torch.Tensor,
+def _l1_box_fill(w: torch.Tensor, size: torch.Tensor, c: torch.Tensor, cap: torch.Tensor,
                  order: torch.Tensor) -> torch.Tensor:
-    """Fill the coordinates ``order`` (by decreasing |w_i|) to the box until ``w·d`` reaches c,
-    the last one partly; if all of them cannot reach it, each goes to its bound (the closest
-    corner when ``order`` holds every coordinate)."""
-    ws = w.abs().gather(1, order)
+    """Fill the coordinates ``order`` (by decreasing ``size`` = |w_i|) to the box until ``w·d``
+    reaches c, the last one partly; if all of them cannot reach it, each goes to its bound (the
+    closest corner when ``order`` holds every coordinate)."""
+    ws = size.gather(1, order)
     caps = cap.gather(1, order)
     gain = ws * caps                                    # most that coordinate can add to w·d
     done = gain.cumsum(1)

@@ -191,8 +191,7 @@ def evaluate(model: nn.Module, x, y, threat: LpThreat | None = None,
     active in eval mode, for attacks and the final check alike
     (:class:`~robustlab.attacks.autoattack.KeepStochastic`). The weights are frozen while the
     attacks run (an attack's ``.backward()`` leaves ``.grad`` alone); ``freeze_weights=False``
-    leaves them alone,
-    for a model that updates itself in its forward pass. Bad arguments raise
+    leaves them alone, for a model that updates itself in its forward pass. Bad arguments raise
     :class:`ArgumentError` (a ``ValueError``) naming the argument.
     """
     from ..attacks.autoattack import KeepStochastic

@@ -260,13 +260,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: LpThrea
     ``batch_size`` is how many points an attack works on at once, and the most examples in one
     model pass (APGD and its variants get :data:`PACKED_BATCHES` batches per call and split
     their passes themselves); 0 picks :func:`default_batch_size` for the model's device. The
-    weights are frozen while attacks run (:func:`frozen_weights`: an attack's ``.backward()`` leaves
-    the model's ``.grad`` alone); ``freeze_weights=False``
-    leaves them as they are, for a model that trains itself in its forward pass (test-time
-    adaptation). ``channels_last``
+    weights are frozen while attacks run (:func:`frozen_weights`: an attack's ``.backward()``
+    leaves the model's ``.grad`` alone); ``freeze_weights=False`` leaves them as they are, for a
+    model that trains itself in its forward pass (test-time adaptation). ``channels_last``
     (default: on for convolutional models on CPU) runs the evaluation with the convolution
-    weights in channels-last layout, the faster one for oneDNN; the model is put back
-    as it was afterwards.
+    weights in channels-last layout, the faster one for oneDNN; the model is put back as it was
+    afterwards.
     """
     params = list(model.parameters())
     device = params[0].device if params else x.device
